@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { runModelFetch, UsageError } from '../src/cli/model-fetch.ts';
+import { runModelFetch } from '../src/cli/model-fetch.ts';
+import { UsageError } from '../src/cli/usage-error.ts';
 import { defaultModelDir, fetchCheckpoint, HubError } from '../src/models/hub.ts';
 import type { FetchProgress } from '../src/models/hub.ts';
 

@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { fetchCheckpoint } from '../models/hub.ts';
 import type { FetchProgress } from '../models/hub.ts';
+import { UsageError } from './usage-error.ts';
 
 export const MODEL_FETCH_USAGE = `Usage: riverrun model fetch REPO [--revision R] [--dir D]
 
@@ -19,13 +20,6 @@ Environment: HF_TOKEN (private or gated repos), HF_ENDPOINT (hub mirror).
 Interrupted downloads resume where they stopped when the command is run again.
 Prints the checkpoint directory on stdout; pass it to --model.`;
 
-export class UsageError extends Error {
-  readonly code = 'USAGE';
-  constructor(message: string) {
-    super(`${message}\n\n${MODEL_FETCH_USAGE}`);
-    this.name = 'UsageError';
-  }
-}
 
 /** Where the command writes; tests swap these for buffers. */
 export interface ModelFetchIo {
@@ -48,17 +42,17 @@ export async function runModelFetch(args: string[], io: ModelFetchIo = { stdout:
       },
     });
   } catch (err) {
-    throw new UsageError(`riverrun model fetch: ${(err as Error).message}`);
+    throw new UsageError(`riverrun model fetch: ${(err as Error).message}`, MODEL_FETCH_USAGE);
   }
   const { values, positionals } = parsed;
   if (values.help === true) {
     io.stdout.write(`${MODEL_FETCH_USAGE}\n`);
     return;
   }
-  if (positionals.length === 0) throw new UsageError('riverrun model fetch: missing REPO (e.g. facebook/musicgen-small)');
-  if (positionals.length > 1) throw new UsageError(`riverrun model fetch: expected one REPO, got ${positionals.join(' ')}`);
-  if (values.revision === '') throw new UsageError('riverrun model fetch: --revision must not be empty');
-  if (values.dir === '') throw new UsageError('riverrun model fetch: --dir must not be empty');
+  if (positionals.length === 0) throw new UsageError('riverrun model fetch: missing REPO (e.g. facebook/musicgen-small)', MODEL_FETCH_USAGE);
+  if (positionals.length > 1) throw new UsageError(`riverrun model fetch: expected one REPO, got ${positionals.join(' ')}`, MODEL_FETCH_USAGE);
+  if (values.revision === '') throw new UsageError('riverrun model fetch: --revision must not be empty', MODEL_FETCH_USAGE);
+  if (values.dir === '') throw new UsageError('riverrun model fetch: --dir must not be empty', MODEL_FETCH_USAGE);
 
   const bar = new ProgressReporter(io.stderr);
   let result;

@@ -11,7 +11,7 @@ import type { Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { defaultCacheRoot } from './cache-root.ts';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -87,10 +87,6 @@ const MAX_REDIRECTS = 10;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 
 /** Cache root: `$RIVERRUN_CACHE`, else `~/.cache/riverrun`. */
-export function defaultCacheRoot(): string {
-  const env = process.env.RIVERRUN_CACHE;
-  return env !== undefined && env !== '' ? resolve(env) : join(homedir(), '.cache', 'riverrun');
-}
 
 /**
  * Default download directory: `<cache root>/models/<owner>--<name>`, with `@<revision>` appended

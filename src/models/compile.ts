@@ -1,0 +1,74 @@
+// Compiles a checkpoint into Riverrun's four ONNX graphs and keeps them in an on-disk cache keyed by the
+// checkpoint's identity and the compile options, so that a second start loads instead of rebuilding.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultCacheRoot } from './cache-root.ts';
+import type { Checkpoint } from './checkpoint.ts';
+import { buildDecoder } from './graphs/decoder.ts';
+import { buildEncodecDecoder, buildEncodecEncoder } from './graphs/encodec.ts';
+import type { Precision } from './graphs/linear.ts';
+import { buildTextEncoder } from './graphs/text-encoder.ts';
+
+/** Bump when any graph changes shape or meaning: it invalidates every cached compile. */
+export const GRAPH_VERSION = 1;
+
+export const GRAPH_NAMES = ['text_encoder', 'decoder', 'codec_decoder', 'codec_encoder'] as const;
+export type GraphName = (typeof GRAPH_NAMES)[number];
+
+export interface CompileOptions {
+  precision: Precision;
+  /** Defaults to `<RIVERRUN_CACHE or ~/.cache/riverrun>/graphs`. */
+  cacheDir?: string;
+  onProgress?: (message: string) => void;
+}
+
+export interface CompiledModel {
+  dir: string;
+  paths: Record<GraphName, string>;
+  /** True when the graphs were found in the cache. */
+  cached: boolean;
+}
+
+export function compileKey(checkpoint: Checkpoint, precision: Precision): string {
+  return createHash('sha256').update(`v${GRAPH_VERSION}\n${precision}\n${checkpoint.fingerprint()}`).digest('hex').slice(0, 24);
+}
+
+export function compileModel(checkpoint: Checkpoint, options: CompileOptions): CompiledModel {
+  const root = options.cacheDir ?? join(defaultCacheRoot(), 'graphs');
+  const dir = join(root, compileKey(checkpoint, options.precision));
+  const paths = Object.fromEntries(GRAPH_NAMES.map((n) => [n, join(dir, `${n}.onnx`)])) as Record<GraphName, string>;
+  if (existsSync(join(dir, 'complete'))) return { dir, paths, cached: true };
+
+  const log = options.onProgress ?? (() => {});
+  // Build into a private directory and rename it into place, so a crash never leaves a half cache entry.
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const weights = checkpoint.openWeights();
+  try {
+    const { config } = checkpoint;
+    const steps: [GraphName, () => { save(path: string): string }][] = [
+      ['text_encoder', () => buildTextEncoder(weights, config.textEncoder, config.decoder)],
+      ['decoder', () => buildDecoder(weights, config.decoder, options.precision)],
+      ['codec_decoder', () => buildEncodecDecoder(weights, config.codec, config.decoder.numCodebooks)],
+      ['codec_encoder', () => buildEncodecEncoder(weights, config.codec, config.decoder.numCodebooks)],
+    ];
+    steps.forEach(([name, build], i) => {
+      const started = Date.now();
+      log(`compiling ${name} (${i + 1}/${steps.length}, ${options.precision})`);
+      build().save(join(tmp, `${name}.onnx`));
+      log(`compiled ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    });
+    writeFileSync(join(tmp, 'source.json'), JSON.stringify({ checkpoint: checkpoint.dir, precision: options.precision, graphVersion: GRAPH_VERSION }, null, 2));
+    writeFileSync(join(tmp, 'complete'), '');
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  } finally {
+    weights.close();
+  }
+  return { dir, paths, cached: false };
+}

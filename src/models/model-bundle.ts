@@ -1,0 +1,196 @@
+// The compiled model as four onnxruntime sessions with typed entry points. This is the only module that
+// talks to onnxruntime; everything above it works with typed arrays.
+import * as ort from 'onnxruntime-node';
+import { Checkpoint } from './checkpoint.ts';
+import { compileModel, type GraphName } from './compile.ts';
+import type { MusicgenConfig } from './config.ts';
+import type { Precision } from './graphs/linear.ts';
+import { MAX_TEXT_TOKENS } from './graphs/text-encoder.ts';
+import { loadTokenizer, type TextTokenizer } from './tokenizer.ts';
+
+export type Device = 'cpu' | 'cuda' | 'webgpu';
+export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu'];
+
+export interface LoadOptions {
+  precision?: Precision;
+  device?: Device;
+  /** onnxruntime intra-op threads per session (default: all cores). */
+  threads?: number;
+  cacheDir?: string;
+  log?: (message: string) => void;
+}
+
+/** Cross-attention inputs for a batch of prompts, computed once per prompt. */
+export interface TextEncoding {
+  rows: number;
+  tokens: number;
+  /** [rows, tokens], 1 = real token */
+  mask: BigInt64Array;
+  /** per decoder layer, [rows, H, tokens, D] */
+  keys: Float32Array[];
+  values: Float32Array[];
+  /** T5 output [rows, tokens, d_model] */
+  hidden: Float32Array;
+}
+
+export interface DecoderInputs {
+  rows: number;
+  /** new tokens per row (T) */
+  tokens: number;
+  /** [rows, K, T] */
+  ids: BigInt64Array;
+  /** [rows, T] */
+  positions: BigInt64Array;
+  /** [rows] */
+  pastLength: BigInt64Array;
+  /** window length W of the views below */
+  window: number;
+  /** per layer [rows, H, W, D] */
+  pastKeys: Float32Array[];
+  pastValues: Float32Array[];
+  /** text tokens S of the cross inputs below */
+  textTokens: number;
+  /** per layer [rows, H, S, D] */
+  crossKeys: Float32Array[];
+  crossValues: Float32Array[];
+  /** [rows, S] */
+  crossMask: BigInt64Array;
+}
+
+export interface DecoderOutputs {
+  /** [rows, K, T, V] */
+  logits: Float32Array;
+  /** [L, 2, rows, H, T, D] */
+  newKv: Float32Array;
+}
+
+export class ModelBundle {
+  private constructor(
+    readonly checkpoint: Checkpoint,
+    readonly precision: Precision,
+    readonly device: Device,
+    readonly tokenizer: TextTokenizer | null,
+    private readonly sessions: Record<GraphName, ort.InferenceSession>,
+  ) {}
+
+  get config(): MusicgenConfig {
+    return this.checkpoint.config;
+  }
+
+  /** True for checkpoints written by `riverrun model tiny` (random weights: it sounds like noise). */
+  get random(): boolean {
+    return this.checkpoint.rawConfig.riverrun_random === true;
+  }
+
+  get name(): string {
+    const n = this.checkpoint.rawConfig._name_or_path;
+    return typeof n === 'string' && n !== '' ? n : this.checkpoint.dir;
+  }
+
+  static async load(dir: string, options: LoadOptions = {}): Promise<ModelBundle> {
+    const log = options.log ?? (() => {});
+    const precision = options.precision ?? 'fp32';
+    const checkpoint = Checkpoint.open(dir);
+    const compiled = compileModel(checkpoint, { precision, cacheDir: options.cacheDir, onProgress: log });
+    log(compiled.cached ? `using compiled graphs from ${compiled.dir}` : `compiled graphs into ${compiled.dir}`);
+    const tokenizer = checkpoint.tokenizerPath ? await loadTokenizer(checkpoint.tokenizerPath) : null;
+    const requested = options.device ?? 'cpu';
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+    };
+    // The text encoder runs once per prompt and stays on the CPU; decoder and codec use the device.
+    const create = async (name: GraphName, device: Device): Promise<{ session: ort.InferenceSession; device: Device }> => {
+      if (device === 'cpu') return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: ['cpu'] }), device };
+      try {
+        return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: [device, 'cpu'] }), device };
+      } catch (err) {
+        log(`execution provider ${device} could not load for ${name} (${(err as Error).message.split('\n')[0]}); falling back to cpu`);
+        return create(name, 'cpu');
+      }
+    };
+    const textEncoder = await create('text_encoder', 'cpu');
+    const decoder = await create('decoder', requested);
+    const codecDecoder = await create('codec_decoder', decoder.device);
+    const codecEncoder = await create('codec_encoder', decoder.device);
+    log(`model ${checkpoint.dir}: precision ${precision}, device ${decoder.device}`);
+    return new ModelBundle(checkpoint, precision, decoder.device, tokenizer, {
+      text_encoder: textEncoder.session,
+      decoder: decoder.session,
+      codec_decoder: codecDecoder.session,
+      codec_encoder: codecEncoder.session,
+    });
+  }
+
+  /** Token ids of a prompt (ending in </s>), truncated to what the text encoder covers. */
+  tokenize(text: string): number[] {
+    if (!this.tokenizer) throw new Error(`${this.checkpoint.dir} has no tokenizer.json; pass token ids instead of text`);
+    const ids = this.tokenizer.encode(text);
+    return ids.length > MAX_TEXT_TOKENS ? [...ids.slice(0, MAX_TEXT_TOKENS - 1), this.config.textEncoder.eosId] : ids;
+  }
+
+  /** Runs the text encoder on rows of token ids (right-padded to the longest row). */
+  async encodeText(rows: number[][]): Promise<TextEncoding> {
+    const S = Math.max(1, ...rows.map((r) => r.length));
+    const B = rows.length;
+    const ids = new BigInt64Array(B * S).fill(BigInt(this.config.textEncoder.padId));
+    const mask = new BigInt64Array(B * S);
+    rows.forEach((row, b) => row.forEach((id, s) => {
+      ids[b * S + s] = BigInt(id);
+      mask[b * S + s] = 1n;
+    }));
+    const out = await this.sessions.text_encoder.run({
+      input_ids: new ort.Tensor('int64', ids, [B, S]),
+      attention_mask: new ort.Tensor('int64', mask, [B, S]),
+    });
+    const L = this.config.decoder.numLayers;
+    const f = (name: string): Float32Array => out[name]!.data as Float32Array;
+    return {
+      rows: B,
+      tokens: S,
+      mask,
+      keys: Array.from({ length: L }, (_, l) => f(`cross_key.${l}`)),
+      values: Array.from({ length: L }, (_, l) => f(`cross_value.${l}`)),
+      hidden: f('last_hidden_state'),
+    };
+  }
+
+  async decode(x: DecoderInputs): Promise<DecoderOutputs> {
+    const { numHeads: H, hidden, numCodebooks: K, numLayers: L } = this.config.decoder;
+    const D = hidden / H;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', x.ids, [x.rows, K, x.tokens]),
+      positions: new ort.Tensor('int64', x.positions, [x.rows, x.tokens]),
+      past_length: new ort.Tensor('int64', x.pastLength, [x.rows]),
+      cross_mask: new ort.Tensor('int64', x.crossMask, [x.rows, x.textTokens]),
+    };
+    for (let l = 0; l < L; l++) {
+      feeds[`past_key.${l}`] = new ort.Tensor('float32', x.pastKeys[l]!, [x.rows, H, x.window, D]);
+      feeds[`past_value.${l}`] = new ort.Tensor('float32', x.pastValues[l]!, [x.rows, H, x.window, D]);
+      feeds[`cross_key.${l}`] = new ort.Tensor('float32', x.crossKeys[l]!, [x.rows, H, x.textTokens, D]);
+      feeds[`cross_value.${l}`] = new ort.Tensor('float32', x.crossValues[l]!, [x.rows, H, x.textTokens, D]);
+    }
+    const out = await this.sessions.decoder.run(feeds);
+    return { logits: out.logits!.data as Float32Array, newKv: out.new_kv!.data as Float32Array };
+  }
+
+  /** Codes [batch, K, frames] -> audio [batch, frames * hop] at the codec's sample rate. */
+  async decodeAudio(codes: BigInt64Array, batch: number, frames: number): Promise<Float32Array> {
+    const K = this.config.decoder.numCodebooks;
+    const out = await this.sessions.codec_decoder.run({ audio_codes: new ort.Tensor('int64', codes, [batch, K, frames]) });
+    return out.audio_values!.data as Float32Array;
+  }
+
+  /** Audio [batch, samples] (samples a multiple of the hop) -> codes [batch, K, samples / hop]. */
+  async encodeAudio(audio: Float32Array, batch: number): Promise<BigInt64Array> {
+    const samples = audio.length / batch;
+    if (samples % this.config.codec.hop !== 0) throw new RangeError(`audio length ${samples} is not a multiple of the codec hop ${this.config.codec.hop}`);
+    const out = await this.sessions.codec_encoder.run({ input_values: new ort.Tensor('float32', audio, [batch, 1, samples]) });
+    return out.audio_codes!.data as BigInt64Array;
+  }
+
+  async close(): Promise<void> {
+    for (const s of Object.values(this.sessions)) await s.release();
+  }
+}

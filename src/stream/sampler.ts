@@ -1,0 +1,77 @@
+// Turning a codebook's logits into a token: classifier-free guidance, temperature, top-k, top-p, then a
+// draw from the stream's own generator (or argmax when greedy).
+import type { Rng } from './rng.ts';
+
+export interface SamplingConfig {
+  /** 0 or less means greedy (argmax). */
+  temperature: number;
+  /** Keep the k most likely tokens (0 = off). */
+  topK: number;
+  /** Keep the smallest set with probability >= p (0 or 1 = off). */
+  topP: number;
+}
+
+/** out = uncond + (cond - uncond) * scale, MusicGen's guidance, written into `out`. */
+export function guide(out: Float32Array, cond: Float32Array, uncond: Float32Array, scale: number): Float32Array {
+  for (let i = 0; i < out.length; i++) out[i] = uncond[i]! + (cond[i]! - uncond[i]!) * scale;
+  return out;
+}
+
+/** First index of the maximum. */
+export function argmax(scores: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
+  return best;
+}
+
+/**
+ * Samples a token from `scores` (modified in place). Top-k keeps every token whose score is at least the
+ * k-th largest (as audiocraft and Hugging Face do), top-p keeps the most likely tokens until their
+ * probability mass reaches p.
+ */
+export function sample(scores: Float32Array, config: SamplingConfig, rng: Rng): number {
+  if (config.temperature <= 0) return argmax(scores);
+  const n = scores.length;
+  const inv = 1 / config.temperature;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    scores[i] = scores[i]! * inv;
+    if (scores[i]! > max) max = scores[i]!;
+  }
+  if (config.topK > 0 && config.topK < n) {
+    const threshold = kthLargest(scores, config.topK);
+    for (let i = 0; i < n; i++) if (scores[i]! < threshold) scores[i] = -Infinity;
+  }
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const p = scores[i] === -Infinity ? 0 : Math.exp(scores[i]! - max);
+    scores[i] = p;
+    total += p;
+  }
+  if (config.topP > 0 && config.topP < 1) {
+    const order = Array.from({ length: n }, (_, i) => i).filter((i) => scores[i]! > 0).sort((a, b) => scores[b]! - scores[a]! || a - b);
+    let mass = 0;
+    let kept = 0;
+    for (const i of order) {
+      if (mass >= config.topP * total) scores[i] = 0;
+      else {
+        mass += scores[i]!;
+        kept += scores[i]!;
+      }
+    }
+    total = kept;
+  }
+  let u = rng.next() * total;
+  let last = 0;
+  for (let i = 0; i < n; i++) {
+    if (scores[i]! <= 0) continue;
+    last = i;
+    u -= scores[i]!;
+    if (u < 0) return i;
+  }
+  return last;
+}
+
+function kthLargest(values: Float32Array, k: number): number {
+  return Float32Array.from(values).sort()[values.length - k]!;
+}
