@@ -97,8 +97,8 @@ export class ModelBundle {
     const requested = options.device ?? 'cpu';
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
-      intraOpNumThreads: options.threads,
       interOpNumThreads: 1,
+      ...(options.threads !== undefined && { intraOpNumThreads: options.threads }),
     };
     // The text encoder runs once per prompt and stays on the CPU; decoder and codec use the device.
     const create = async (name: GraphName, device: Device): Promise<{ session: ort.InferenceSession; device: Device }> => {

@@ -458,7 +458,7 @@ export function tensorSpecs(rawConfig: Json, file = 'config.json'): TensorSpec[]
     }
     n++; // ELU
     // The last conv is quieter than the rest so that the random model's audio is mostly in [-1, 1].
-    conv(`${p}.${n++}`, c.numFilters, c.audioChannels, c.lastKernelSize, 0.3);
+    conv(`${p}.${n++}`, c.numFilters, c.audioChannels, c.lastKernelSize, 0.25);
   }
   const numQuantizers = quantizerCount(rawConfig, c.samplingRate, c.hop);
   const codebookStd = [0.4, 0.3, 0.2, 0.15];

@@ -119,7 +119,7 @@ export function buildDecoder(w: Weights, c: DecoderConfig, precision: Precision 
   // The K heads as one [hidden, K*V] matmul, then [R, T, K, V] -> [R, K, T, V].
   const heads = new Float32Array(K * V * hidden);
   for (let k = 0; k < K; k++) heads.set(w.get(`decoder.lm_heads.${k}.weight`, [V, hidden]), k * V * hidden);
-  const logits = g.transpose(g.reshape(linear(g, out, heads, K * V, hidden, 'lm_heads', precision), [0, 0, K, V]), [0, 2, 1, 3]);
+  const logits = g.transpose(g.reshape(linear(g, out, heads, K * V, hidden, 'lm_heads', precision === 'q4' ? 'q8' : precision), [0, 0, K, V]), [0, 2, 1, 3]);
   g.output(logits, 'logits', 'float', ['rows', K, 'new', V]);
   g.output(g.concat(newKv, 0), 'new_kv', 'float', [L, 2, 'rows', H, 'new', D]);
   return g;
