@@ -239,6 +239,11 @@ describe('tiny preset', () => {
     writeFileSync(join(dir, 'config.json'), real);
     expect(() => writeRandomCheckpoint(dir, 'tiny')).toThrow(/refusing to overwrite/);
     expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(real);
+    const weightsOnly = join(root, 'weights-only');
+    mkdirSync(weightsOnly);
+    writeFileSync(join(weightsOnly, 'model.safetensors'), 'not ours');
+    expect(() => writeRandomCheckpoint(weightsOnly, 'tiny')).toThrow(/refusing to overwrite/);
+    expect(readFileSync(join(weightsOnly, 'model.safetensors'), 'utf8')).toBe('not ours');
   });
 
   it('rejects bad seeds and presets', () => {

@@ -27,7 +27,8 @@ export class KvWindow {
 
   /**
    * Stores the decoder's `new_kv` [L, 2, rows, H, T, D] for rows [start, start + rows), placing row r's
-   * tokens at window positions at[r] .. at[r] + T.
+   * tokens at window positions at[r] .. at[r] + T. Rows with at[r] < 0 are not written (a batch may run
+   * rows whose results are discarded).
    */
   write(newKv: Float32Array, start: number, rows: number, tokens: number, at: ArrayLike<number>): void {
     const { heads: H, headDim: D, window: W } = this;
@@ -37,7 +38,8 @@ export class KvWindow {
         const dst = kv === 0 ? this.keys[l]! : this.values[l]!;
         for (let r = 0; r < rows; r++) {
           const pos = at[r]!;
-          if (pos < 0 || pos + tokens > W) throw new RangeError(`row ${start + r}: positions ${pos}..${pos + tokens} exceed the window of ${W}`);
+          if (pos < 0) continue;
+          if (pos + tokens > W) throw new RangeError(`row ${start + r}: positions ${pos}..${pos + tokens} exceed the window of ${W}`);
           for (let h = 0; h < H; h++) {
             const src = ((((l * 2 + kv) * rows + r) * H + h) * tokens) * D;
             dst.set(newKv.subarray(src, src + span), (((start + r) * H + h) * W + pos) * D);

@@ -2,7 +2,7 @@
 // talks to onnxruntime; everything above it works with typed arrays.
 import * as ort from 'onnxruntime-node';
 import { Checkpoint } from './checkpoint.ts';
-import { compileModel, type GraphName } from './compile.ts';
+import { compileModel, GRAPH_NAMES, type GraphName } from './compile.ts';
 import type { MusicgenConfig } from './config.ts';
 import type { Precision } from './graphs/linear.ts';
 import { MAX_TEXT_TOKENS } from './graphs/text-encoder.ts';
@@ -18,6 +18,8 @@ export interface LoadOptions {
   threads?: number;
   cacheDir?: string;
   log?: (message: string) => void;
+  /** Sessions to create (default all); e.g. a text-encoding worker needs only the text encoder. */
+  graphs?: readonly GraphName[];
 }
 
 /** Cross-attention inputs for a batch of prompts, computed once per prompt. */
@@ -70,7 +72,7 @@ export class ModelBundle {
     readonly precision: Precision,
     readonly device: Device,
     readonly tokenizer: TextTokenizer | null,
-    private readonly sessions: Record<GraphName, ort.InferenceSession>,
+    private readonly sessions: Partial<Record<GraphName, ort.InferenceSession>>,
   ) {}
 
   get config(): MusicgenConfig {
@@ -94,13 +96,12 @@ export class ModelBundle {
     const compiled = compileModel(checkpoint, { precision, cacheDir: options.cacheDir, onProgress: log });
     log(compiled.cached ? `using compiled graphs from ${compiled.dir}` : `compiled graphs into ${compiled.dir}`);
     const tokenizer = checkpoint.tokenizerPath ? await loadTokenizer(checkpoint.tokenizerPath) : null;
-    const requested = options.device ?? 'cpu';
+    const requested: Device = options.device ?? 'cpu';
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
       interOpNumThreads: 1,
       ...(options.threads !== undefined && { intraOpNumThreads: options.threads }),
     };
-    // The text encoder runs once per prompt and stays on the CPU; decoder and codec use the device.
     const create = async (name: GraphName, device: Device): Promise<{ session: ort.InferenceSession; device: Device }> => {
       if (device === 'cpu') return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: ['cpu'] }), device };
       try {
@@ -110,17 +111,25 @@ export class ModelBundle {
         return create(name, 'cpu');
       }
     };
-    const textEncoder = await create('text_encoder', 'cpu');
-    const decoder = await create('decoder', requested);
-    const codecDecoder = await create('codec_decoder', decoder.device);
-    const codecEncoder = await create('codec_encoder', decoder.device);
-    log(`model ${checkpoint.dir}: precision ${precision}, device ${decoder.device}`);
-    return new ModelBundle(checkpoint, precision, decoder.device, tokenizer, {
-      text_encoder: textEncoder.session,
-      decoder: decoder.session,
-      codec_decoder: codecDecoder.session,
-      codec_encoder: codecEncoder.session,
-    });
+    const wanted = new Set(options.graphs ?? GRAPH_NAMES);
+    const sessions: Partial<Record<GraphName, ort.InferenceSession>> = {};
+    // The text encoder runs once per prompt and stays on the CPU. The decoder comes first in
+    // GRAPH_NAMES, so after a fall-back the codec graphs follow it to the CPU.
+    let device: Device = requested;
+    for (const name of GRAPH_NAMES) {
+      if (!wanted.has(name)) continue;
+      const created = await create(name, name === 'text_encoder' ? 'cpu' : device);
+      sessions[name] = created.session;
+      if (name !== 'text_encoder') device = created.device;
+    }
+    log(`model ${checkpoint.dir}: precision ${precision}, device ${device}`);
+    return new ModelBundle(checkpoint, precision, device, tokenizer, sessions);
+  }
+
+  private session(name: GraphName): ort.InferenceSession {
+    const s = this.sessions[name];
+    if (!s) throw new Error(`the ${name} session was not loaded in this bundle`);
+    return s;
   }
 
   /** Token ids of a prompt (ending in </s>), truncated to what the text encoder covers. */
@@ -140,7 +149,7 @@ export class ModelBundle {
       ids[b * S + s] = BigInt(id);
       mask[b * S + s] = 1n;
     }));
-    const out = await this.sessions.text_encoder.run({
+    const out = await this.session('text_encoder').run({
       input_ids: new ort.Tensor('int64', ids, [B, S]),
       attention_mask: new ort.Tensor('int64', mask, [B, S]),
     });
@@ -171,14 +180,14 @@ export class ModelBundle {
       feeds[`cross_key.${l}`] = new ort.Tensor('float32', x.crossKeys[l]!, [x.rows, H, x.textTokens, D]);
       feeds[`cross_value.${l}`] = new ort.Tensor('float32', x.crossValues[l]!, [x.rows, H, x.textTokens, D]);
     }
-    const out = await this.sessions.decoder.run(feeds);
+    const out = await this.session('decoder').run(feeds);
     return { logits: out.logits!.data as Float32Array, newKv: out.new_kv!.data as Float32Array };
   }
 
   /** Codes [batch, K, frames] -> audio [batch, frames * hop] at the codec's sample rate. */
   async decodeAudio(codes: BigInt64Array, batch: number, frames: number): Promise<Float32Array> {
     const K = this.config.decoder.numCodebooks;
-    const out = await this.sessions.codec_decoder.run({ audio_codes: new ort.Tensor('int64', codes, [batch, K, frames]) });
+    const out = await this.session('codec_decoder').run({ audio_codes: new ort.Tensor('int64', codes, [batch, K, frames]) });
     return out.audio_values!.data as Float32Array;
   }
 
@@ -186,11 +195,11 @@ export class ModelBundle {
   async encodeAudio(audio: Float32Array, batch: number): Promise<BigInt64Array> {
     const samples = audio.length / batch;
     if (samples % this.config.codec.hop !== 0) throw new RangeError(`audio length ${samples} is not a multiple of the codec hop ${this.config.codec.hop}`);
-    const out = await this.sessions.codec_encoder.run({ input_values: new ort.Tensor('float32', audio, [batch, 1, samples]) });
+    const out = await this.session('codec_encoder').run({ input_values: new ort.Tensor('float32', audio, [batch, 1, samples]) });
     return out.audio_codes!.data as BigInt64Array;
   }
 
   async close(): Promise<void> {
-    for (const s of Object.values(this.sessions)) await s.release();
+    for (const s of Object.values(this.sessions)) await s?.release();
   }
 }

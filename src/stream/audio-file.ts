@@ -1,0 +1,170 @@
+// Decoding of uploaded audio prompts: WAV (PCM / float) and Ogg Opus. Everything else is refused with a
+// stable error code.
+import { OggOpusDecoder } from 'ogg-opus-decoder';
+import { resample } from './resampler.ts';
+import { decodeWav } from './wav.ts';
+
+export type AudioFileErrorCode = 'AUDIO_UNSUPPORTED' | 'AUDIO_CORRUPT' | 'AUDIO_TOO_LONG';
+
+export class AudioFileError extends Error {
+  readonly code: AudioFileErrorCode;
+  constructor(code: AudioFileErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AudioFileError';
+    this.code = code;
+  }
+}
+
+export interface DecodedAudio {
+  sampleRate: number;
+  channels: number;
+  /** Interleaved samples, nominally in [-1, 1]; length is a multiple of channels. */
+  samples: Float32Array;
+}
+
+export interface DecodeAudioOptions {
+  /** Refuse (AUDIO_TOO_LONG) audio longer than this many seconds. */
+  maxSeconds?: number;
+}
+
+export type AudioFormat = 'wav' | 'ogg-opus';
+
+const MIN_RATE = 1000;
+const MAX_RATE = 768000;
+const MAX_CHANNELS = 255;
+
+function ascii(bytes: Uint8Array, at: number, len: number): string {
+  if (at + len > bytes.length) return '';
+  return String.fromCharCode(...bytes.subarray(at, at + len));
+}
+
+/** Identifies the container/codec from the first bytes; throws AUDIO_UNSUPPORTED for anything else. */
+export function detectAudioFormat(bytes: Uint8Array): AudioFormat {
+  if (ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 4) === 'WAVE') return 'wav';
+  if (ascii(bytes, 0, 4) === 'OggS') {
+    // First page: 27-byte header, then the lacing table, then the first packet (the codec's ID header).
+    const segments = bytes.length > 26 ? bytes[26]! : 0;
+    const payload = 27 + segments;
+    if (ascii(bytes, payload, 8) === 'OpusHead') return 'ogg-opus';
+    let codec = 'an unknown codec';
+    if (ascii(bytes, payload, 7) === '\x01vorbis') codec = 'Vorbis';
+    else if (ascii(bytes, payload, 5) === '\x7fFLAC') codec = 'FLAC';
+    else if (ascii(bytes, payload, 8) === 'Speex   ') codec = 'Speex';
+    else if (ascii(bytes, payload, 7) === '\x80theora') codec = 'Theora';
+    else if (payload + 8 > bytes.length) throw new AudioFileError('AUDIO_CORRUPT', 'truncated Ogg file');
+    throw new AudioFileError('AUDIO_UNSUPPORTED', `Ogg file with ${codec}: only Ogg Opus and WAV are supported`);
+  }
+  let kind = 'unrecognized data';
+  if (ascii(bytes, 0, 4) === 'RIFX' || ascii(bytes, 0, 4) === 'RF64') kind = `${ascii(bytes, 0, 4)} WAV`;
+  else if (ascii(bytes, 0, 4) === 'fLaC') kind = 'FLAC';
+  else if (ascii(bytes, 0, 3) === 'ID3' || (bytes.length > 1 && bytes[0] === 0xff && (bytes[1]! & 0xe0) === 0xe0)) kind = 'MP3/AAC';
+  else if (ascii(bytes, 4, 4) === 'ftyp') kind = 'MP4/M4A';
+  else if (ascii(bytes, 0, 4) === 'FORM') kind = 'AIFF';
+  else if (bytes.length > 3 && bytes[0] === 0x1a && bytes[1] === 0x45 && bytes[2] === 0xdf && bytes[3] === 0xa3) kind = 'WebM/Matroska';
+  throw new AudioFileError('AUDIO_UNSUPPORTED', `${kind}: only WAV and Ogg Opus audio are supported`);
+}
+
+function checkDuration(frames: number, sampleRate: number, options: DecodeAudioOptions): void {
+  const max = options.maxSeconds;
+  if (max !== undefined && frames / sampleRate > max) {
+    throw new AudioFileError('AUDIO_TOO_LONG', `audio is ${(frames / sampleRate).toFixed(1)} s long, the limit is ${max} s`);
+  }
+}
+
+function decodeWavFile(bytes: Uint8Array, options: DecodeAudioOptions): DecodedAudio {
+  let wav;
+  try {
+    wav = decodeWav(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const code = /unsupported WAV encoding/.test(message) ? 'AUDIO_UNSUPPORTED' : 'AUDIO_CORRUPT';
+    throw new AudioFileError(code, `WAV: ${message}`, { cause: err });
+  }
+  const { sampleRate, channels } = wav;
+  if (!Number.isInteger(channels) || channels < 1 || channels > MAX_CHANNELS) throw new AudioFileError('AUDIO_CORRUPT', `WAV: bad channel count ${channels}`);
+  if (sampleRate < MIN_RATE || sampleRate > MAX_RATE) throw new AudioFileError('AUDIO_CORRUPT', `WAV: bad sample rate ${sampleRate}`);
+  // A truncated file can end mid-frame: keep whole frames only.
+  const frames = Math.floor(wav.samples.length / channels);
+  checkDuration(frames, sampleRate, options);
+  const samples = frames * channels === wav.samples.length ? wav.samples : wav.samples.slice(0, frames * channels);
+  for (let i = 0; i < samples.length; i++) if (!Number.isFinite(samples[i]!)) samples[i] = 0;
+  return { sampleRate, channels, samples };
+}
+
+/** Granule position of the last Ogg page (48 kHz samples incl. pre-skip for Opus), or -1. */
+function lastGranule(bytes: Uint8Array): number {
+  for (let at = bytes.length - 27; at >= 0; at--) {
+    if (bytes[at] === 0x4f && bytes[at + 1] === 0x67 && bytes[at + 2] === 0x67 && bytes[at + 3] === 0x53 && bytes[at + 4] === 0) {
+      const view = new DataView(bytes.buffer, bytes.byteOffset + at + 6, 8);
+      const g = view.getBigInt64(0, true);
+      if (g >= 0n) return Number(g);
+    }
+  }
+  return -1;
+}
+
+async function decodeOggOpusFile(bytes: Uint8Array, options: DecodeAudioOptions): Promise<DecodedAudio> {
+  // Cheap early refusal of long files from the last granule (decoding an hour of Opus takes a while).
+  if (options.maxSeconds !== undefined) {
+    const granule = lastGranule(bytes);
+    const head = 27 + bytes[26]!; // detectAudioFormat found OpusHead here
+    const preSkip = head + 12 <= bytes.length ? bytes[head + 10]! | (bytes[head + 11]! << 8) : 0;
+    if (granule > 0) checkDuration(Math.max(0, granule - preSkip), 48000, options);
+  }
+  const decoder = new OggOpusDecoder();
+  try {
+    await decoder.ready;
+    let decoded;
+    try {
+      decoded = await decoder.decodeFile(bytes);
+    } catch (err) {
+      throw new AudioFileError('AUDIO_CORRUPT', `Ogg Opus: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    const { channelData, samplesDecoded, errors, sampleRate } = decoded;
+    if (errors.length > 0) {
+      throw new AudioFileError('AUDIO_CORRUPT', `Ogg Opus: ${errors.length} corrupt packet(s), first: ${errors[0]!.message}`);
+    }
+    const channels = channelData.length;
+    if (channels === 0 || samplesDecoded === 0) throw new AudioFileError('AUDIO_CORRUPT', 'Ogg Opus: no audio decoded');
+    checkDuration(samplesDecoded, sampleRate, options);
+    const samples = new Float32Array(samplesDecoded * channels);
+    for (let c = 0; c < channels; c++) {
+      const data = channelData[c]!;
+      for (let i = 0; i < samplesDecoded; i++) samples[i * channels + c] = data[i]!;
+    }
+    return { sampleRate, channels, samples };
+  } finally {
+    decoder.free();
+  }
+}
+
+/**
+ * Decodes a WAV (8/16/24/32-bit PCM, 32/64-bit float) or Ogg Opus file. Errors are AudioFileError with
+ * code AUDIO_UNSUPPORTED (other formats), AUDIO_CORRUPT (damaged or empty) or AUDIO_TOO_LONG.
+ */
+export async function decodeAudioFile(bytes: Uint8Array, options: DecodeAudioOptions = {}): Promise<DecodedAudio> {
+  const format = detectAudioFormat(bytes);
+  return format === 'wav' ? decodeWavFile(bytes, options) : decodeOggOpusFile(bytes, options);
+}
+
+/** Averages interleaved channels into a new mono array (a copy even for mono input). */
+export function toMono(samples: Float32Array, channels: number): Float32Array {
+  if (!Number.isInteger(channels) || channels < 1) throw new RangeError(`bad channel count ${channels}`);
+  if (channels === 1) return samples.slice();
+  const frames = Math.floor(samples.length / channels);
+  const out = new Float32Array(frames);
+  const scale = 1 / channels;
+  for (let i = 0, k = 0; i < frames; i++) {
+    let s = 0;
+    for (let c = 0; c < channels; c++) s += samples[k++]!;
+    out[i] = s * scale;
+  }
+  return out;
+}
+
+/** Decodes, downmixes to mono and resamples to targetRate (time-aligned, ceil(frames * ratio) samples). */
+export async function decodeToMono(bytes: Uint8Array, targetRate: number, options: DecodeAudioOptions = {}): Promise<Float32Array> {
+  const { sampleRate, channels, samples } = await decodeAudioFile(bytes, options);
+  const mono = toMono(samples, channels);
+  return sampleRate === targetRate ? mono : resample(mono, sampleRate, targetRate);
+}
