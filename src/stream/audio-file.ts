@@ -103,12 +103,47 @@ function lastGranule(bytes: Uint8Array): number {
   return -1;
 }
 
+/**
+ * Checks the OpusHead packet (RFC 7845 section 5.1) before the WASM decoder sees it: a malformed one can
+ * make the decoder fail with a WASM memory error. Returns the pre-skip.
+ */
+function checkOpusHead(bytes: Uint8Array): number {
+  const segments = bytes[26]!;
+  const at = 27 + segments; // detectAudioFormat found "OpusHead" here
+  let size = 0;
+  for (let i = 0; i < segments; i++) {
+    size += bytes[27 + i]!;
+    if (bytes[27 + i]! < 255) break;
+  }
+  if (size < 19 || at + size > bytes.length) throw new AudioFileError('AUDIO_CORRUPT', 'Ogg Opus: truncated OpusHead');
+  const version = bytes[at + 8]!;
+  const channels = bytes[at + 9]!;
+  const preSkip = bytes[at + 10]! | (bytes[at + 11]! << 8);
+  const family = bytes[at + 18]!;
+  if (version >> 4 !== 0) throw new AudioFileError('AUDIO_UNSUPPORTED', `Ogg Opus: unsupported OpusHead version ${version}`);
+  if (channels < 1) throw new AudioFileError('AUDIO_CORRUPT', 'Ogg Opus: zero channels');
+  if (family === 0) {
+    if (channels > 2) throw new AudioFileError('AUDIO_CORRUPT', `Ogg Opus: ${channels} channels with mapping family 0`);
+  } else if (family === 1) {
+    if (channels > 8 || size < 21 + channels) throw new AudioFileError('AUDIO_CORRUPT', 'Ogg Opus: bad channel mapping table');
+    const streams = bytes[at + 19]!;
+    const coupled = bytes[at + 20]!;
+    if (streams < 1 || coupled > streams) throw new AudioFileError('AUDIO_CORRUPT', 'Ogg Opus: bad stream counts');
+    for (let c = 0; c < channels; c++) {
+      const m = bytes[at + 21 + c]!;
+      if (m !== 255 && m >= streams + coupled) throw new AudioFileError('AUDIO_CORRUPT', 'Ogg Opus: bad channel mapping');
+    }
+  } else {
+    throw new AudioFileError('AUDIO_UNSUPPORTED', `Ogg Opus: channel mapping family ${family} is not supported`);
+  }
+  return preSkip;
+}
+
 async function decodeOggOpusFile(bytes: Uint8Array, options: DecodeAudioOptions): Promise<DecodedAudio> {
+  const preSkip = checkOpusHead(bytes);
   // Cheap early refusal of long files from the last granule (decoding an hour of Opus takes a while).
   if (options.maxSeconds !== undefined) {
     const granule = lastGranule(bytes);
-    const head = 27 + bytes[26]!; // detectAudioFormat found OpusHead here
-    const preSkip = head + 12 <= bytes.length ? bytes[head + 10]! | (bytes[head + 11]! << 8) : 0;
     if (granule > 0) checkDuration(Math.max(0, granule - preSkip), 48000, options);
   }
   const decoder = new OggOpusDecoder();
@@ -134,7 +169,11 @@ async function decodeOggOpusFile(bytes: Uint8Array, options: DecodeAudioOptions)
     }
     return { sampleRate, channels, samples };
   } finally {
-    decoder.free();
+    try {
+      decoder.free();
+    } catch {
+      // A decoder that failed on bad input can fail again while freeing its WASM memory; nothing to keep.
+    }
   }
 }
 

@@ -292,6 +292,8 @@ export class EngineCore {
       const r0 = this.rowStart.get(s)! - first;
       const tokens = this.sampleStream(s, out.logits, r0);
       const done = s.history.append(tokens);
+      // A frame belongs to the control under which its first (coarsest) codebook was sampled.
+      s.frameControl.set(s.history.frameBase + s.history.position - 1, s.control);
       if (done) this.frameDone(s, done.frame, done.codes);
       if (s.mix.advance()) this.layoutDirty = true;
       s.framesGenerated++;
@@ -451,7 +453,7 @@ export class EngineCore {
 
   private frameDone(s: Stream, frame: number, codes: number[]): void {
     s.codec.push(codes);
-    s.frameControl.set(frame, s.control);
+    if (!s.frameControl.has(frame)) s.frameControl.set(frame, s.control);
     s.nextFrame = frame + 1;
     if (s.tapCodes) this.sink.codes(s.id, frame, codes);
   }

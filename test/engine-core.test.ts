@@ -1,0 +1,230 @@
+// The engine's step loop driven in-process on the tiny preset: determinism, steering, transitions,
+// playback semantics, re-priming, and batching equivalence.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelBundle } from '../src/models/model-bundle.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import type { WeightedPrompt } from '../src/stream/controls.ts';
+import { EngineCore, defaultEngineOptions, type AppliedEvent, type EngineOptions, type StampedPacket } from '../src/stream/engine-core.ts';
+import { PromptMix, weightOf } from '../src/stream/prompt-mix.ts';
+import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
+
+let work: string;
+let model: ModelBundle;
+let text: CachedTextEncoder;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'riverrun-core-'));
+  writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
+  model = await ModelBundle.load(join(work, 'tiny'), { cacheDir: join(work, 'cache'), threads: 1 });
+  text = new CachedTextEncoder(model);
+});
+afterAll(async () => {
+  await model.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+interface Recorder {
+  core: EngineCore;
+  codes: Map<string, number[][]>;
+  packets: Map<string, StampedPacket[]>;
+  applied: Map<string, AppliedEvent[]>;
+  clock: { now: number };
+}
+
+function makeCore(options: Partial<EngineOptions> = {}): Recorder {
+  const codes = new Map<string, number[][]>();
+  const packets = new Map<string, StampedPacket[]>();
+  const applied = new Map<string, AppliedEvent[]>();
+  const clock = { now: 0 };
+  const push = <T>(m: Map<string, T[]>, id: string, v: T): void => {
+    if (!m.has(id)) m.set(id, []);
+    m.get(id)!.push(v);
+  };
+  const core = new EngineCore(model, text, { ...defaultEngineOptions(model), now: () => clock.now, ...options }, {
+    packets: (id, p) => p.forEach((x) => push(packets, id, x)),
+    applied: (id, e) => push(applied, id, e),
+    codes: (id, frame, c) => push(codes, id, [frame, ...c]),
+    error: (id, code, message) => {
+      throw new Error(`${id}: ${code} ${message}`);
+    },
+  });
+  return { core, codes, packets, applied, clock };
+}
+
+/** Steps every stream `n` times, letting prompt encodings resolve between steps. */
+async function run(r: Recorder, n: number, before?: (step: number) => void | Promise<void>): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await before?.(i);
+    await flushMicrotasks();
+    await r.core.step(true);
+  }
+}
+
+async function flushMicrotasks(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+const piano: WeightedPrompt[] = [{ text: 'slow piano', weight: 1 }];
+const drums: WeightedPrompt[] = [{ text: 'fast drums', weight: 1 }];
+
+describe('determinism', () => {
+  it('same seed and control log give the same tokens; another seed does not', async () => {
+    const play = async (seed: number): Promise<number[][]> => {
+      const r = makeCore();
+      await r.core.createStream('s', { prompts: piano, config: { seed }, tapCodes: true });
+      await text.encode('fast drums');
+      await run(r, 60, (i) => {
+        if (i === 30) r.core.setPrompts('s', drums, 200);
+        if (i === 40) r.core.setConfig('s', { seed, temperature: 0.8 });
+      });
+      return r.codes.get('s')!;
+    };
+    const a = await play(5);
+    const b = await play(5);
+    const c = await play(6);
+    expect(a.length).toBe(60 - 3);
+    expect(b).toEqual(a);
+    expect(c).not.toEqual(a);
+  });
+});
+
+describe('steering', () => {
+  it('a prompt change takes effect at the next step, keeps the history, and stamps later audio', async () => {
+    const r = makeCore();
+    const ref = makeCore();
+    for (const x of [r, ref]) await x.core.createStream('s', { prompts: piano, config: { seed: 3 }, tapCodes: true });
+    await text.encode('fast drums');
+    await run(ref, 100);
+    await run(r, 100, (i) => {
+      if (i === 50) r.core.setPrompts('s', drums, 0);
+    });
+    const events = r.applied.get('s')!;
+    expect(events).toHaveLength(1);
+    expect(events[0]!.control).toBe(1);
+    expect(events[0]!.prompts).toEqual(drums);
+    // Tokens before the change are those of the unsteered run; after it they differ.
+    const before = (x: Recorder) => x.codes.get('s')!.filter((f) => f[0]! < 47);
+    expect(before(r)).toEqual(before(ref));
+    expect(r.codes.get('s')!.slice(-20)).not.toEqual(ref.codes.get('s')!.slice(-20));
+    // The stream went on from its history: the steered run's position was never reset (no re-prime).
+    expect(r.codes.get('s')!.map((f) => f[0])).toEqual(Array.from({ length: 97 }, (_, i) => i));
+    // Audio is stamped with the control that produced it: 0 first, then 1, never back.
+    const controls = r.packets.get('s')!.map((p) => p.control);
+    expect(controls[0]).toBe(0);
+    expect(controls.at(-1)).toBe(1);
+    expect(controls.indexOf(1)).toBeGreaterThan(0);
+    expect(controls.slice(controls.indexOf(1)).every((c) => c === 1)).toBe(true);
+    // applied.pts points at the audio of the first frame generated under the change.
+    const firstNew = r.packets.get('s')!.find((p) => p.control === 1)!;
+    expect(Math.abs(firstNew.pts - events[0]!.pts)).toBeLessThan(960);
+  });
+
+  it('transitions ramp the weights linearly over transitionMs of generated audio', () => {
+    const mix = new PromptMix();
+    const enc = { tokens: 1, keys: [], values: [] };
+    mix.retarget([{ text: 'a', weight: 1, encoding: enc }], 0, true);
+    mix.retarget([{ text: 'b', weight: 1, encoding: enc }], 10, false);
+    const seen: number[][] = [];
+    for (let i = 0; i <= 10; i++) {
+      seen.push(mix.prompts.map(weightOf));
+      mix.advance();
+    }
+    expect(seen[0]).toEqual([1, 0]);
+    expect(seen[5]).toEqual([0.5, 0.5]);
+    expect(seen[9]!.map((w) => Math.round(w * 10) / 10)).toEqual([0.1, 0.9]);
+    // 'a' is dropped once its ramp to 0 is done.
+    expect(seen[10]).toEqual([1]);
+    expect(mix.prompts.map((p) => p.text)).toEqual(['b']);
+  });
+
+  it('a transition through the engine moves the rows from one prompt to the other', async () => {
+    const r = makeCore();
+    await r.core.createStream('s', { prompts: piano, config: { seed: 1 } });
+    await text.encode('fast drums');
+    const rows: number[] = [];
+    await run(r, 40, (i) => {
+      if (i === 5) r.core.setPrompts('s', drums, 400); // 20 frames
+      rows.push((r.core as unknown as { streams: { rows: number }[] }).streams[0]!.rows);
+    });
+    // uncond + piano, then uncond + piano + drums while ramping, then uncond + drums.
+    expect(rows[3]).toBe(2);
+    expect(rows[10]).toBe(3);
+    expect(rows[39]).toBe(2);
+  });
+});
+
+describe('playback', () => {
+  it('pause takes no compute and resumes where it stood; stop and reset_context restart the music', async () => {
+    const r = makeCore();
+    await r.core.createStream('s', { prompts: piano, config: { seed: 2 }, tapCodes: true });
+    await run(r, 20);
+    r.core.playback('s', 'pause');
+    const report = await r.core.step(true);
+    expect(report.streams).toBe(0);
+    expect(r.core.status('s').state).toBe('paused');
+    r.core.playback('s', 'play');
+    await run(r, 10);
+    const frames = r.codes.get('s')!.map((f) => f[0]);
+    expect(frames).toEqual(Array.from({ length: 27 }, (_, i) => i));
+
+    // reset_context: the frame timeline continues but the history starts again (3 frames of delay
+    // before the next frame completes).
+    r.core.playback('s', 'reset_context');
+    await run(r, 10);
+    const after = r.codes.get('s')!.map((f) => f[0]).slice(27);
+    expect(after).toEqual(Array.from({ length: 7 }, (_, i) => 27 + i));
+
+    r.core.playback('s', 'stop');
+    expect((await r.core.step(true)).streams).toBe(0);
+    expect(r.core.status('s').state).toBe('stopped');
+    r.core.playback('s', 'play');
+    await run(r, 5);
+    expect(r.codes.get('s')!.length).toBe(34 + 2);
+  });
+
+  it('lead: a stream ahead of its target takes no compute, and an underrun is counted', async () => {
+    const r = makeCore({ leadTargetMs: 500 });
+    await r.core.createStream('s', { prompts: piano });
+    for (let i = 0; i < 200 && r.core.status('s').leadMs < 500; i++) await r.core.step();
+    expect(r.core.status('s').leadMs).toBeGreaterThanOrEqual(500);
+    expect((await r.core.step()).streams).toBe(0);
+    r.clock.now += 10_000; // the listener played 10 s while nothing was generated
+    await r.core.step();
+    expect(r.core.status('s').underruns).toBe(1);
+  });
+});
+
+describe('endless generation', () => {
+  it('re-primes past the window several times with a continuous frame timeline', async () => {
+    const r = makeCore({ windowFrames: 48, keepFrames: 20 });
+    await r.core.createStream('s', { prompts: piano, config: { seed: 4 }, tapCodes: true });
+    await run(r, 200);
+    const frames = r.codes.get('s')!.map((f) => f[0]);
+    expect(frames).toEqual(Array.from({ length: frames.length }, (_, i) => i));
+    expect(frames.length).toBeGreaterThan(190);
+    const pts = r.packets.get('s')!.map((p) => p.pts);
+    expect(pts).toEqual(pts.map((_, i) => i * 960));
+  });
+});
+
+describe('batching', () => {
+  it('streams batched in one run give the same tokens as each run alone', async () => {
+    const specs = [
+      { id: 'a', prompts: piano, config: { seed: 11 } },
+      { id: 'b', prompts: [{ text: 'fast drums', weight: 1 }, { text: 'dark', weight: 0.5 }], config: { seed: 12 } },
+      { id: 'c', prompts: drums, config: { seed: 13, temperature: 0.7, topK: 50 } },
+    ];
+    const together = makeCore();
+    for (const s of specs) await together.core.createStream(s.id, { ...s, tapCodes: true });
+    await run(together, 40);
+    for (const s of specs) {
+      const alone = makeCore();
+      await alone.core.createStream(s.id, { ...s, tapCodes: true });
+      await run(alone, 40);
+      expect(alone.codes.get(s.id)).toEqual(together.codes.get(s.id));
+    }
+  });
+});
