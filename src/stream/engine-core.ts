@@ -306,7 +306,7 @@ export class EngineCore {
 
   private get(id: string): Stream {
     const s = this.byId.get(id);
-    if (!s) throw new Error(`no stream ${id}`);
+    if (!s) throw Object.assign(new Error(`no stream ${id}`), { code: 'unknown_stream' });
     return s;
   }
 
