@@ -166,7 +166,7 @@ for (const c of CASES) {
       expect(la6.maxErr).toBeLessThan(2 * la4.maxErr);
     });
 
-    it('gives the same audio whether frames come one at a time or in bursts', async () => {
+    it('gives the same audio whether frames come one at a time or in bursts, with or without a reset', async () => {
       const one = await runStream(new CodecStream(decode, opts()), frames, [1]);
       const bursts = await runStream(new CodecStream(decode, opts()), frames, [7, 1, 60, 3, 29, 100]);
       const all = await runStream(new CodecStream(decode, opts()), frames, [FRAMES]);
@@ -174,6 +174,16 @@ for (const c of CASES) {
       expect(all.audio).toEqual(one.audio);
       expect(bursts.stats).toEqual(one.stats);
       expect(all.stats).toEqual(one.stats);
+      // A context reset in the middle changes nothing: the codec decodes across it as one sequence.
+      const withReset = new CodecStream(decode, opts());
+      const parts: Float32Array[] = [];
+      frames.forEach((f, t) => {
+        if (t === 137) withReset.reset();
+        withReset.push(f);
+      });
+      while (withReset.ready()) parts.push((await withReset.decodeNext())!);
+      parts.push(await withReset.flush());
+      expect(concat(parts)).toEqual(one.audio);
     });
 
     it('emits frames x hop samples after flush, whatever the length', async () => {
@@ -272,25 +282,30 @@ describe('CodecStream bookkeeping (stub decoder)', () => {
     expect(maxHeld).toBeLessThanOrEqual(opts.leftContextFrames + opts.chunkFrames + opts.lookaheadFrames);
   });
 
-  it('ends at flush; reset() starts an unrelated sequence from scratch', async () => {
+  it('ends at flush; reset() decodes across the context reset, dropping nothing', async () => {
     const s = new CodecStream(stub, opts);
     const first = await runStream(s, seq(25));
     expect(first.audio).toEqual(expected(25));
     expect(() => s.push([0, 0, 0, 0])).toThrow(CodecStreamError);
     expect(s.ready()).toBe(false);
     expect((await s.flush()).length).toBe(0);
-    s.reset();
+
+    // A reset with frames pending: same windows and audio as without it, every frame kept in order.
     calls.length = 0;
-    const second = await runStream(s, seq(30, 500));
-    expect(second.audio).toEqual(expected(30, 500));
-    expect(calls[0]).toBe(13); // no left context from the old sequence
-    expect(s.stats().framesEmitted).toBe(55);
-    // reset() also drops frames that were pushed but not emitted.
-    s.reset();
-    for (const f of seq(5, 900)) s.push(f);
-    s.reset();
-    for (const f of seq(4, 1000)) s.push(f);
-    expect(await s.flush()).toEqual(expected(4, 1000));
+    const plain = await runStream(new CodecStream(stub, opts), seq(40));
+    const plainCalls = [...calls];
+    calls.length = 0;
+    const r = new CodecStream(stub, opts);
+    const parts: Float32Array[] = [];
+    for (const f of seq(17)) r.push(f);
+    while (r.ready()) parts.push((await r.decodeNext())!);
+    r.reset();
+    for (const f of seq(23, 17)) r.push(f);
+    while (r.ready()) parts.push((await r.decodeNext())!);
+    parts.push(await r.flush());
+    expect(concat(parts)).toEqual(plain.audio);
+    expect(calls).toEqual(plainCalls);
+    expect(r.stats()).toEqual({ ...plain.stats, resets: 1 });
   });
 
   it('rejects bad options, bad frames and overlapping decodes', async () => {

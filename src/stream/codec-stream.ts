@@ -74,7 +74,7 @@ export const DEFAULT_CODEC_STREAM = {
 } as const;
 
 export interface CodecStreamStats {
-  /** Frames pushed since construction (reset() does not clear the stats). */
+  /** Frames pushed since construction. */
   framesPushed: number;
   /** Frames whose audio has been returned. */
   framesEmitted: number;
@@ -84,6 +84,8 @@ export interface CodecStreamStats {
   decodeCalls: number;
   /** Samples returned. */
   samplesEmitted: number;
+  /** reset() calls (context resets the codec decoded across). */
+  resets: number;
 }
 
 export type CodecStreamErrorCode = 'CODEC_STREAM_OPTIONS' | 'CODEC_STREAM_FRAME' | 'CODEC_STREAM_BUSY' | 'CODEC_STREAM_ENDED' | 'CODEC_STREAM_DECODE';
@@ -112,17 +114,17 @@ export class CodecStream {
   private readonly decode: CodecDecodeFn;
   /** Stored frames, frame-major: frame `base + i` at [i * K, (i + 1) * K). */
   private store: Int32Array;
-  /** Absolute index (since the sequence start) of the first stored frame. */
+  /** Absolute index (frames since the start) of the first stored frame. */
   private base = 0;
-  /** Frames of the current sequence pushed so far (absolute index of the next frame). */
+  /** Frames pushed so far (absolute index of the next frame). */
   private total = 0;
-  /** Frames of the current sequence emitted so far. */
+  /** Frames emitted so far. */
   private emitted = 0;
   /** Previous window's audio just past its chunk end, for the cross-fade. */
   private tail: Float32Array | null = null;
   private busy = false;
   private ended = false;
-  private readonly counters: CodecStreamStats = { framesPushed: 0, framesEmitted: 0, framesDecoded: 0, decodeCalls: 0, samplesEmitted: 0 };
+  private readonly counters: CodecStreamStats = { framesPushed: 0, framesEmitted: 0, framesDecoded: 0, decodeCalls: 0, samplesEmitted: 0, resets: 0 };
 
   constructor(decode: CodecDecodeFn, options: CodecStreamOptions) {
     const { codebooks, hop, chunkFrames, leftContextFrames, lookaheadFrames } = options;
@@ -188,7 +190,7 @@ export class CodecStream {
 
   /** Appends the K codes of the next frame. */
   push(frame: ArrayLike<number>): void {
-    if (this.ended) throw new CodecStreamError('CODEC_STREAM_ENDED', 'push after flush(): call reset() to start a new sequence');
+    if (this.ended) throw new CodecStreamError('CODEC_STREAM_ENDED', 'push after flush(): the stream has ended (make a new CodecStream for a new one)');
     const K = this.codebooks;
     if (frame.length !== K) throw new CodecStreamError('CODEC_STREAM_FRAME', `a frame has ${K} codes, got ${frame.length}`);
     for (let k = 0; k < K; k++) {
@@ -225,7 +227,7 @@ export class CodecStream {
   /**
    * End of stream: the audio of every frame not yet emitted, decoded without lookahead (the sequence ends
    * there, exactly as a whole-sequence decode would end). Empty when nothing is pending. The stream is then
-   * ended: push() throws until reset().
+   * ended: push() throws.
    */
   async flush(): Promise<Float32Array> {
     if (this.ended) return new Float32Array(0);
@@ -242,25 +244,22 @@ export class CodecStream {
   }
 
   /**
-   * Starts a new, unrelated code sequence: frames pushed but not emitted are dropped (call flush() first to
-   * keep their audio), the history is cleared, and the next frame is decoded as the start of a sequence
-   * (LSTM from zero, reflect padding at its left edge), like a whole-sequence decode of the new codes alone.
-   * Stats are kept.
-   *
-   * Do NOT call it when the language model re-primes its context (restarting its positions with the last
-   * seconds of tokens as the prompt): the codes it then generates continue the same audio, and the codec
-   * must keep its history to decode them seamlessly; just keep pushing frames. Even for a change of prompt
-   * the codes stay one sequence, and decoding across the change lets the codec smooth it over a few frames;
-   * a reset instead restarts the LSTM cold, which is audible as a discontinuity at the cut. reset() is for
-   * a stream that starts over (a new session on a recycled CodecStream, a seek).
+   * The language model's context was reset: the frames pushed from now on come from a new token history.
+   * Decision: the codec keeps its history and decodes across the boundary as ONE code sequence. Nothing is
+   * dropped or restarted, so
+   * - every pushed frame still becomes exactly `hop` samples, in order: frame numbers, pts and the audio
+   *   stay in step (dropping the frames pending at the reset would lose up to chunk + lookahead - 1 frames
+   *   and shift everything after it);
+   * - the cut sounds the way the codec renders those codes back to back, exactly like an offline decode of
+   *   the whole stream: the convolutions blend the ~4 frames either side and the LSTM carries on. A cold
+   *   restart instead would end the old audio on reflect padding and start the new one from a zero LSTM
+   *   state, two artificial edges meeting at the cut (the random test models cannot tell the two apart:
+   *   their output is noise-like, so a cut is no sharper than any other sample step).
+   * For an unrelated new sequence (a new stream) make a new CodecStream: it holds no model state.
+   * Only counted (stats().resets).
    */
   reset(): void {
-    if (this.busy) throw new CodecStreamError('CODEC_STREAM_BUSY', 'reset() while a decode is in flight');
-    this.base = 0;
-    this.total = 0;
-    this.emitted = 0;
-    this.tail = null;
-    this.ended = false;
+    this.counters.resets++;
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {

@@ -86,8 +86,9 @@ export interface TextEncoderService {
 export interface StepReport {
   streams: number;
   rows: number;
-  /** ms inside decoder runs (onnxruntime) and in the whole step */
+  /** ms inside decoder runs and codec runs (onnxruntime), and in the whole step */
   decoderMs: number;
+  codecMs: number;
   totalMs: number;
 }
 
@@ -263,7 +264,7 @@ export class EngineCore {
       selected.push(s);
       rows += s.rows;
     }
-    if (selected.length === 0) return { streams: 0, rows: 0, decoderMs, totalMs: performance.now() - started };
+    if (selected.length === 0) return { streams: 0, rows: 0, decoderMs, codecMs: 0, totalMs: performance.now() - started };
 
     const first = Math.min(...selected.map((s) => this.rowStart.get(s)!));
     const last = Math.max(...selected.map((s) => this.rowStart.get(s)! + s.rows));
@@ -300,8 +301,9 @@ export class EngineCore {
       s.progress.push([now, s.framesGenerated]);
       while (s.progress.length > 2 && now - s.progress[0]![0] > 5000) s.progress.shift();
     }
-    for (const s of selected) await this.emitAudio(s);
-    return { streams: selected.length, rows: R, decoderMs, totalMs: performance.now() - started };
+    let codecMs = 0;
+    for (const s of selected) codecMs += await this.emitAudio(s);
+    return { streams: selected.length, rows: R, decoderMs, codecMs, totalMs: performance.now() - started };
   }
 
   private get(id: string): Stream {
@@ -458,10 +460,13 @@ export class EngineCore {
     if (s.tapCodes) this.sink.codes(s.id, frame, codes);
   }
 
-  /** Decodes every ready codec chunk into Opus packets stamped with their control. */
-  private async emitAudio(s: Stream): Promise<void> {
+  /** Decodes every ready codec chunk into Opus packets stamped with their control; returns codec ms. */
+  private async emitAudio(s: Stream): Promise<number> {
+    let codecMs = 0;
     while (s.codec.ready()) {
+      const t0 = performance.now();
       const audio = await s.codec.decodeNext();
+      codecMs += performance.now() - t0;
       if (!audio) break;
       const packets = s.packetizer.push(s.resampler.process(audio));
       if (packets.length === 0) continue;
@@ -470,6 +475,7 @@ export class EngineCore {
       s.emittedMs += packets.length * PACKET_MS;
       this.sink.packets(s.id, stamped);
     }
+    return codecMs;
   }
 
   /** Control of the frame whose audio a packet starts with (the resampler's delay included). */

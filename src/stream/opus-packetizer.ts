@@ -18,7 +18,7 @@ export const FRAME_SAMPLES = 960;
  * no getter for it (applyEncoderCTL passes its value as an int, so a GET ctl would hand libopus a bogus
  * pointer); test/opus-packetizer.test.ts measures the delay of the decoded signal instead.
  */
-export const OPUS_PRE_SKIP = 300;
+export const OPUS_PRE_SKIP = 312;
 
 const OPUS_SET_COMPLEXITY = 4010;
 const OPUS_SET_SIGNAL = 4024;

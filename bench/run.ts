@@ -1,0 +1,201 @@
+// `npm run bench`: throughput, latency, codec cost and memory of the streaming engine, for the tiny
+// preset and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints tables and writes JSON
+// (bench/results.json, or --out FILE). `--quick` measures the tiny preset only.
+//
+// Throughput drives the engine's step loop in-process with every stream stepping each round (capacity,
+// not pacing); latency and event-loop delay go through the real worker Engine as the server uses it.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import type { Precision } from '../src/models/graphs/linear.ts';
+import { ModelBundle } from '../src/models/model-bundle.ts';
+import { writeRandomCheckpoint, type Preset } from '../src/models/presets.ts';
+import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
+import { EngineCore, defaultEngineOptions } from '../src/stream/engine-core.ts';
+import { Engine } from '../src/stream/engine.ts';
+import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' } } });
+const work = mkdtempSync(join(tmpdir(), 'riverrun-bench-'));
+const cacheDir = join(work, 'cache');
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+};
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+const FRAME_RATE = 50;
+const PROMPTS = ['slow piano', 'fast drums', 'dark ambient', 'happy guitar', 'lofi beat', 'techno bass', 'jazz', 'calm strings'];
+
+interface Variant {
+  preset: Preset;
+  precision: Precision;
+}
+const variants: Variant[] = [{ preset: 'tiny', precision: 'fp32' }];
+if (!args.quick) variants.push({ preset: 'small', precision: 'q4' }, { preset: 'small', precision: 'fp32' });
+
+const dirs = new Map<Preset, string>();
+function checkpoint(preset: Preset): string {
+  let dir = dirs.get(preset);
+  if (!dir) {
+    dir = join(work, preset);
+    const t = performance.now();
+    writeRandomCheckpoint(dir, preset, { seed: 0 });
+    log(`wrote random ${preset} checkpoint in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    dirs.set(preset, dir);
+  }
+  return dir;
+}
+
+function table(title: string, header: string[], rows: (string | number)[][]): void {
+  const all = [header, ...rows.map((r) => r.map(String))];
+  const width = header.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  console.log(`\n${title}`);
+  for (const [i, r] of all.entries()) {
+    console.log(r.map((c, j) => c.padStart(width[j]!)).join('  '));
+    if (i === 0) console.log(width.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+// ---- throughput -------------------------------------------------------------------------------
+async function throughput(v: Variant): Promise<unknown> {
+  const t = performance.now();
+  const model = await ModelBundle.load(checkpoint(v.preset), { precision: v.precision, cacheDir });
+  const loadS = (performance.now() - t) / 1000;
+  const text = new CachedTextEncoder(model);
+  const rows: Record<string, number>[] = [];
+  const counts = v.preset === 'tiny' ? [1, 2, 4, 8, 16, 32] : [1, 2, 4, 8];
+  for (const n of counts) {
+    const options = { ...defaultEngineOptions(model), windowFrames: 500, keepFrames: 200 };
+    const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
+    for (let i = 0; i < n; i++) await core.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
+    for (let i = 0; i < 5; i++) await core.step(true); // warm-up
+    const steps = v.preset === 'tiny' ? 150 : v.precision === 'q4' ? 40 : 15;
+    let decoder = 0;
+    let codec = 0;
+    let total = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) {
+      const r = await core.step(true);
+      decoder += r.decoderMs;
+      codec += r.codecMs;
+      total += r.totalMs;
+    }
+    const wall = (performance.now() - t0) / 1000;
+    const fps = steps / wall;
+    rows.push({
+      streams: n,
+      rows: n * 2,
+      framesPerSecPerStream: fps,
+      rtfPerStream: fps / FRAME_RATE,
+      stepMs: (wall * 1000) / steps,
+      decoderShare: decoder / total,
+      codecShare: codec / total,
+      outsideOrtShare: (total - decoder - codec) / total,
+      poolMiBPerStream: core.poolBytes / n / 2 ** 20,
+    });
+    log(`${v.preset} ${v.precision} x${n}: ${fps.toFixed(1)} frames/s per stream`);
+    if (fps < FRAME_RATE / 4) break; // far below real time: more streams only take longer
+  }
+  await model.close();
+  const realtime = rows.filter((r) => r.rtfPerStream! >= 1).map((r) => r.streams!);
+  table(`Throughput: ${v.preset} ${v.precision}, guidance 3 (2 rows per stream), window 500 frames`,
+    ['streams', 'frames/s/stream', 'RTF/stream', 'step ms', 'decoder %', 'codec %', 'outside ORT %', 'pool MiB/stream'],
+    rows.map((r) => [r.streams!, r.framesPerSecPerStream!.toFixed(1), r.rtfPerStream!.toFixed(2), r.stepMs!.toFixed(2),
+      (100 * r.decoderShare!).toFixed(1), (100 * r.codecShare!).toFixed(1), (100 * r.outsideOrtShare!).toFixed(1), r.poolMiBPerStream!.toFixed(1)]));
+  const maxRealtime = realtime.length ? Math.max(...realtime) : 0;
+  console.log(`largest measured count that stays real time: ${maxRealtime}`);
+  return { loadSeconds: loadS, rows, maxRealtimeStreams: maxRealtime };
+}
+
+// ---- latency through the worker engine ----------------------------------------------------------
+async function latency(v: Variant, streams: number): Promise<unknown> {
+  const engine = await Engine.start({ modelDir: checkpoint(v.preset), precision: v.precision, cacheDir });
+  const firstPacket: number[] = [];
+  const steer: number[] = [];
+  const created = new Map<string, number>();
+  const steeredAt = new Map<string, number>();
+  engine.on('packets', (id, packets) => {
+    const now = performance.now();
+    if (created.has(id)) {
+      firstPacket.push(now - created.get(id)!);
+      created.delete(id);
+    }
+    if (steeredAt.has(id) && packets.some((p) => p.control === 1)) {
+      steer.push(now - steeredAt.get(id)!);
+      steeredAt.delete(id);
+    }
+  });
+  const underruns: number[] = [];
+  const histogram = monitorEventLoopDelay({ resolution: 5 });
+  for (let i = 0; i < streams; i++) {
+    created.set(`s${i}`, performance.now());
+    await engine.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  histogram.enable();
+  for (let i = 0; i < streams; i++) {
+    steeredAt.set(`s${i}`, performance.now());
+    await engine.setPrompts(`s${i}`, [{ text: 'bright synth arpeggio', weight: 1 }], 0);
+  }
+  await new Promise((r) => setTimeout(r, 5000));
+  histogram.disable();
+  for (let i = 0; i < streams; i++) underruns.push((await engine.status(`s${i}`)).underruns);
+  await engine.close();
+  const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
+  return {
+    streams,
+    firstPacketMs: mean(firstPacket),
+    steeringToFirstPacketMs: mean(steer),
+    eventLoopDelayP99Ms: histogram.percentile(99) / 1e6,
+    eventLoopDelayMaxMs: histogram.max / 1e6,
+    underruns: underruns.reduce((a, b) => a + b, 0),
+  };
+}
+
+// ---- codec: chunked decoding cost is linear ------------------------------------------------------
+async function codecLinearity(preset: Preset, minutes: number): Promise<unknown> {
+  const model = await ModelBundle.load(checkpoint(preset), { cacheDir, graphs: ['codec_decoder'] });
+  const decode = (codes: BigInt64Array, frames: number) => model.decodeAudio(codes, 1, frames);
+  const run = async (frames: number): Promise<number> => {
+    const c = new CodecStream(decode, { ...DEFAULT_CODEC_STREAM, codebooks: 4, hop: 640 });
+    const t = performance.now();
+    for (let f = 0; f < frames; f++) {
+      c.push([f % 2048, (f * 7) % 2048, (f * 13) % 2048, (f * 31) % 2048]);
+      while (c.ready()) await c.decodeNext();
+    }
+    await c.flush();
+    return (performance.now() - t) / 1000;
+  };
+  const minute = 60 * FRAME_RATE;
+  await run(100); // warm-up
+  const long = await run(minutes * minute);
+  let short = 0;
+  for (let i = 0; i < minutes; i++) short += await run(minute);
+  await model.close();
+  const r = { preset, minutes, chunkedSeconds: long, separateMinutesSeconds: short, ratio: long / short, realTimeFactor: (minutes * 60) / long };
+  table(`Codec: ${minutes} min decoded in chunks vs ${minutes} x 1 min (${preset})`, ['long s', `${minutes} x 1 min s`, 'ratio', 'x real time'],
+    [[long.toFixed(2), short.toFixed(2), r.ratio.toFixed(3), r.realTimeFactor.toFixed(1)]]);
+  return r;
+}
+
+try {
+  const out: Record<string, unknown> = {};
+  for (const v of variants) out[`throughput.${v.preset}.${v.precision}`] = await throughput(v);
+  const lat: unknown[] = [];
+  lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object });
+  lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 8)) as object });
+  if (!args.quick) lat.push({ variant: 'small q4', ...(await latency({ preset: 'small', precision: 'q4' }, 1)) as object });
+  out.latency = lat;
+  table('Latency through the worker engine (lead target 1.5 s)', ['variant', 'streams', 'first packet ms', 'steer -> packet ms', 'loop delay p99 ms', 'underruns'],
+    (lat as Record<string, number | string>[]).map((l) => [l.variant!, l.streams!, Number(l.firstPacketMs).toFixed(0), Number(l.steeringToFirstPacketMs).toFixed(0), Number(l.eventLoopDelayP99Ms).toFixed(2), l.underruns!]));
+  out.codec = [await codecLinearity('tiny', 10)];
+  if (!args.quick) (out.codec as unknown[]).push(await codecLinearity('small', 2));
+  Object.assign(results, out);
+  const file = args.out ?? new URL('./results.json', import.meta.url).pathname;
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  log(`\nwrote ${file}`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
