@@ -72,6 +72,34 @@ export function sample(scores: Float32Array, config: SamplingConfig, rng: Rng): 
   return last;
 }
 
-function kthLargest(values: Float32Array, k: number): number {
-  return Float32Array.from(values).sort()[values.length - k]!;
+let scratch = new Float32Array(0);
+
+/** The k-th largest value, by quickselect on a scratch copy (a full sort was a third of a step). */
+export function kthLargest(values: Float32Array, k: number): number {
+  if (scratch.length < values.length) scratch = new Float32Array(values.length);
+  const a = scratch.subarray(0, values.length);
+  a.set(values);
+  const target = values.length - k;
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return a[target]!;
 }
