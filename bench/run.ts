@@ -71,7 +71,7 @@ async function throughput(v: Variant): Promise<unknown> {
     const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
     for (let i = 0; i < n; i++) await core.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
     for (let i = 0; i < 5; i++) await core.step(true); // warm-up
-    const steps = v.preset === 'tiny' ? 150 : v.precision === 'q4' ? 40 : 15;
+    const steps = v.preset === 'tiny' ? 150 : v.precision === 'q4' ? 30 : 10;
     let decoder = 0;
     let codec = 0;
     let total = 0;
@@ -96,7 +96,6 @@ async function throughput(v: Variant): Promise<unknown> {
       poolMiBPerStream: core.poolBytes / n / 2 ** 20,
     });
     log(`${v.preset} ${v.precision} x${n}: ${fps.toFixed(1)} frames/s per stream`);
-    if (fps < FRAME_RATE / 4) break; // far below real time: more streams only take longer
   }
   await model.close();
   const realtime = rows.filter((r) => r.rtfPerStream! >= 1).map((r) => r.streams!);

@@ -1,4 +1,5 @@
 // The `riverrun` command: dispatches to one module per subcommand.
+import { runServe } from '../server/main.ts';
 import { runGenerate } from './generate.ts';
 import { runModelFetch } from './model-fetch.ts';
 import { runModelTiny } from './model-tiny.ts';
@@ -7,6 +8,7 @@ import { UsageError } from './usage-error.ts';
 const USAGE = `Usage: riverrun COMMAND [options]
 
 Commands:
+  serve               start the server (riverrun serve --help)
   generate            generate music offline into a WAV file (riverrun generate --help)
   model tiny          write a random checkpoint in the Hugging Face layout (riverrun model tiny --help)
   model fetch REPO    download a MusicGen checkpoint from the Hugging Face hub (riverrun model fetch --help)`;
@@ -14,7 +16,8 @@ Commands:
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (command === 'generate') await runGenerate(rest);
+    if (command === 'serve') await runServe(rest);
+    else if (command === 'generate') await runGenerate(rest);
     else if (command === 'model' && rest[0] === 'tiny') await runModelTiny(rest.slice(1));
     else if (command === 'model' && rest[0] === 'fetch') await runModelFetch(rest.slice(1));
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') process.stdout.write(`${USAGE}\n`);

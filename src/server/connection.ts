@@ -1,0 +1,240 @@
+// One WebSocket connection speaking protocol v1: setup, then listening to a channel and/or steering a
+// personal session. Everything a client sends is validated (src/server/protocol.ts); a rejected message
+// gets an `error` and, unless fatal, the connection stays usable. A slow reader skips audio, then is
+// closed; it never holds up anyone else.
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
+import type { Engine } from '../stream/engine.ts';
+import type { Channel, StreamFeed } from './channel.ts';
+import type { Role, ServerConfig } from './config.ts';
+import { errorMessage, ProtocolError, toProtocolError } from './errors.ts';
+import type { Metrics } from './metrics.ts';
+import { encodeServerMessage, parseClientMessage, type ClientMessage, type ServerMessage } from './protocol.ts';
+import { TokenBucket } from './rate-limit.ts';
+
+/** What connections share: the engine, channels, sessions and the server's settings. */
+export interface ServerContext {
+  engine: Engine;
+  config: ServerConfig;
+  metrics: Metrics;
+  log: Logger;
+  channels: Map<string, Channel>;
+  /** Creates a personal stream; throws ProtocolError('busy') at the cap. */
+  openSession(id: string, prompts: ClientSessionSpec): Promise<StreamFeed>;
+  closeSession(id: string): void;
+  shuttingDown: boolean;
+}
+
+export interface ClientSessionSpec {
+  prompts?: { text: string; weight: number }[];
+  config?: Record<string, unknown>;
+}
+
+const STATUS_INTERVAL_MS = 1000;
+
+export class Connection {
+  private state: 'awaiting_setup' | 'setting_up' | 'ready' | 'closed' = 'awaiting_setup';
+  private role: Role | null = null;
+  private channel: Channel | null = null;
+  private session: StreamFeed | null = null;
+  private readonly cleanups: (() => void)[] = [];
+  private readonly steering: TokenBucket;
+  private behindSince: number | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ws: WebSocket, readonly id: string, private readonly ctx: ServerContext, private readonly log: Logger) {
+    this.steering = new TokenBucket(ctx.config.limits.steeringPerSecond, ctx.config.limits.steeringBurst);
+    ws.on('message', (data, isBinary) => {
+      void this.onMessage(data as Buffer | ArrayBuffer | Buffer[], isBinary).catch((err: unknown) => this.fail(err));
+    });
+    ws.on('close', () => this.cleanup());
+    ws.on('error', (err) => this.log.debug({ err }, 'socket error'));
+  }
+
+  /** The feed whose audio this connection receives (its session, else its channel). */
+  private get feed(): StreamFeed | null {
+    return this.session ?? this.channel;
+  }
+
+  private async onMessage(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): Promise<void> {
+    if (this.state === 'closed') return;
+    let msg: ClientMessage;
+    try {
+      if (!isBinary) throw new ProtocolError('bad_message', 'text frames are not accepted; send one msgpack map per binary frame');
+      msg = parseClientMessage(data, { maxPromptChars: this.ctx.config.limits.maxPromptChars, maxPrompts: this.ctx.config.limits.maxPrompts });
+    } catch (err) {
+      this.reject(err);
+      return;
+    }
+    try {
+      await this.handle(msg);
+    } catch (err) {
+      this.reject(err);
+    }
+  }
+
+  private async handle(msg: ClientMessage): Promise<void> {
+    if (msg.type === 'ping') {
+      this.send({ type: 'pong', id: msg.id });
+      return;
+    }
+    if (msg.type === 'setup') {
+      if (this.state !== 'awaiting_setup') throw new ProtocolError('already_setup');
+      this.state = 'setting_up';
+      try {
+        await this.setup(msg);
+      } catch (err) {
+        // Every error before setup_complete ends the connection.
+        throw toProtocolError(err).asFatal();
+      }
+      return;
+    }
+    if (this.state !== 'ready') throw new ProtocolError('setup_required', msg.type);
+    if (!this.steering.take()) throw new ProtocolError('rate_limited', `at most ${this.ctx.config.limits.steeringPerSecond} per second`);
+    const target = this.steerTarget();
+    const { engine } = this.ctx;
+    switch (msg.type) {
+      case 'prompts':
+        await engine.setPrompts(target, msg.prompts, msg.transitionMs ?? 0);
+        break;
+      case 'config':
+        await engine.setConfig(target, msg.config);
+        break;
+      case 'playback':
+        await engine.playback(target, msg.action);
+        break;
+    }
+  }
+
+  /** Engine stream that steering messages address: the session, else the channel (operators only). */
+  private steerTarget(): string {
+    if (this.session) return this.session.id;
+    if (this.channel) {
+      if (this.role !== 'operator') throw new ProtocolError('forbidden', `steering channel ${this.channel.spec.id} needs an operator token`);
+      return this.channel.streamId;
+    }
+    throw new ProtocolError('no_stream');
+  }
+
+  private async setup(msg: Extract<ClientMessage, { type: 'setup' }>): Promise<void> {
+    const { config } = this.ctx;
+    if (msg.token !== undefined) {
+      const role = config.tokens.get(msg.token);
+      if (!role) throw new ProtocolError('unauthorized', 'unknown token');
+      this.role = role;
+    } else {
+      if (config.anonymousRole === 'none') throw new ProtocolError('unauthorized', 'a token is required');
+      this.role = config.anonymousRole;
+    }
+    if (msg.listen === undefined && msg.session === undefined) throw new ProtocolError('invalid_field', 'setup', 'give listen (a channel id) and/or session');
+    if (msg.listen !== undefined) {
+      const channel = this.ctx.channels.get(msg.listen);
+      if (!channel) throw new ProtocolError('not_found', msg.listen);
+      this.channel = channel;
+    }
+    if (msg.session !== undefined) {
+      if (this.role === 'listener') throw new ProtocolError('forbidden', 'a personal session needs a session or operator token');
+      this.session = await this.ctx.openSession(`session:${this.id}`, msg.session);
+      if (this.state === 'closed') {
+        this.ctx.closeSession(this.session.id);
+        return;
+      }
+    }
+    const feed = this.feed!;
+    this.state = 'ready';
+    const model = this.ctx.engine.model;
+    this.send({
+      type: 'setup_complete',
+      sessionId: this.id,
+      ...(this.channel && { channel: this.channel.spec.id }),
+      audio: { codec: 'opus', sampleRate: 48000, channels: feed.format.channels, frameMs: 20, preSkip: feed.format.preSkip },
+      model: { name: model.name, random: model.random },
+    });
+    // A channel's current prompts and config, so a late joiner knows what is playing.
+    if (feed.lastApplied) this.sendApplied(feed.lastApplied);
+    this.cleanups.push(feed.onApplied((e) => this.sendApplied(e)));
+    this.cleanups.push(feed.subscribe((packets) => this.sendAudio(packets)));
+    this.statusTimer = setInterval(() => this.sendStatus(), STATUS_INTERVAL_MS);
+    this.ctx.metrics.listeners.inc({ transport: 'websocket' });
+    this.cleanups.push(() => this.ctx.metrics.listeners.dec({ transport: 'websocket' }));
+  }
+
+  private sendApplied(e: AppliedEvent): void {
+    this.send({ type: 'applied', control: e.control, prompts: e.prompts, config: e.config, pts: e.pts });
+  }
+
+  private sendStatus(): void {
+    const feed = this.feed;
+    if (!feed) return;
+    const { leadMs, rtf, underruns } = feed.status;
+    this.send({ type: 'status', leadMs: Math.round(leadMs), rtf: Math.round(rtf * 100) / 100, underruns, ...(this.channel && !this.session && { listeners: this.channel.listenerCount }) });
+  }
+
+  /** Audio, as one message per run of packets with the same control; skipped while the socket is behind. */
+  private sendAudio(packets: StampedPacket[]): void {
+    const { limits } = this.ctx.config;
+    const queued = this.ws.bufferedAmount;
+    if (queued > limits.skipAfterBytes) {
+      const now = Date.now();
+      this.behindSince ??= now;
+      this.ctx.metrics.packetsSkipped.inc(packets.length);
+      if (queued > limits.closeAfterBytes || now - this.behindSince > limits.closeAfterMs) {
+        this.close(new ProtocolError('slow_consumer', `${queued} bytes queued`));
+      }
+      return;
+    }
+    this.behindSince = null;
+    let start = 0;
+    for (let i = 1; i <= packets.length; i++) {
+      if (i === packets.length || packets[i]!.control !== packets[start]!.control) {
+        const run = packets.slice(start, i);
+        this.send({ type: 'audio', seq: run[0]!.seq, pts: run[0]!.pts, packets: run.map((p) => p.data), control: run[0]!.control }, 'audio');
+        start = i;
+      }
+    }
+  }
+
+  send(msg: ServerMessage, kind: 'audio' | 'control' = 'control'): void {
+    if (this.state === 'closed' || this.ws.readyState !== this.ws.OPEN) return;
+    const bytes = encodeServerMessage(msg);
+    this.ctx.metrics.bytesSent.inc({ transport: 'websocket' }, bytes.byteLength);
+    this.ws.send(bytes, { binary: true });
+    if (kind === 'control' && msg.type === 'error') this.ctx.metrics.errors.inc({ code: msg.code });
+  }
+
+  /** Answers a rejected message; closes the connection when the error is fatal. */
+  private reject(err: unknown): void {
+    const e = toProtocolError(err);
+    if (e.code === 'internal') this.log.error({ err }, 'internal error handling a message');
+    if (e.fatal) this.close(e);
+    else this.send(errorMessage(e));
+  }
+
+  private fail(err: unknown): void {
+    this.log.error({ err }, 'connection failed');
+    this.close(new ProtocolError('internal'));
+  }
+
+  /** Sends the error (when there is one) and closes with its close code. Safe to call twice. */
+  close(err: ProtocolError, closeCode = err.closeCode): void {
+    if (this.state === 'closed') return;
+    this.send(errorMessage(err.asFatal()));
+    this.state = 'closed';
+    this.cleanup();
+    this.ws.close(closeCode, err.closeReason);
+    // A peer that ignores the close handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+
+  private cleanup(): void {
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    this.statusTimer = null;
+    for (const c of this.cleanups.splice(0)) c();
+    if (this.session) {
+      this.ctx.closeSession(this.session.id);
+      this.session = null;
+    }
+    this.state = 'closed';
+  }
+}

@@ -1,0 +1,236 @@
+// The Riverrun server: HTTP (web client, health, metrics, live Ogg), protocol v1 over WebSocket, radio
+// channels, personal sessions and Icecast outputs, around one engine worker.
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { Checkpoint } from '../models/checkpoint.ts';
+import { defaultModelDir } from '../models/default-model.ts';
+import { PACKET_MS } from '../stream/engine-core.ts';
+import { Engine } from '../stream/engine.ts';
+import { Channel, StreamFeed } from './channel.ts';
+import type { ServerConfig } from './config.ts';
+import { Connection, type ClientSessionSpec, type ServerContext } from './connection.ts';
+import { ProtocolError } from './errors.ts';
+import { IcecastSource } from './icecast.ts';
+import { Metrics } from './metrics.ts';
+import { OggStreams } from './ogg-http.ts';
+import { serveStatic } from './static-files.ts';
+
+const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
+const OGG_MAX_BUFFERED = 256 * 1024;
+
+export interface RiverrunServer {
+  readonly port: number;
+  readonly url: string;
+  readonly engine: Engine;
+  readonly metrics: Metrics;
+  /** Stops accepting, tells every client (close 1001), ends Ogg streams with EOS, stops the engine. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  log: Logger;
+  /** Compiled-graph cache (default under RIVERRUN_CACHE). */
+  cacheDir?: string;
+}
+
+export async function startServer(config: ServerConfig, { log, cacheDir }: StartOptions): Promise<RiverrunServer> {
+  const modelDir = config.modelDir ?? (await defaultModelDir((m) => log.info(m)));
+  const model = Checkpoint.open(modelDir).config;
+  const frameRate = model.codec.samplingRate / model.codec.hop;
+  const windowFrames = Math.min(model.decoder.maxPositions, Math.round(config.windowSeconds * frameRate));
+  const engine = await Engine.start({
+    modelDir,
+    precision: config.precision,
+    device: config.device,
+    threads: config.threads,
+    cacheDir,
+    engine: { leadTargetMs: config.leadMs, windowFrames, keepFrames: Math.floor(windowFrames * 0.4), bitrate: config.bitrate },
+    log: (m) => log.info(m),
+  });
+  log.info({ model: engine.model }, 'model loaded');
+  const metrics = new Metrics();
+  const feeds = new Map<string, StreamFeed>();
+  const channels = new Map<string, Channel>();
+  const sessions = new Map<string, StreamFeed>();
+  const connections = new Set<Connection>();
+  const oggStreams = new OggStreams();
+  const icecasts: IcecastSource[] = [];
+  let ready = false;
+
+  engine.on('packets', (id, packets) => feeds.get(id)?.publish(packets));
+  engine.on('applied', (id, e) => feeds.get(id)?.applied(e));
+  engine.on('streamError', (id, code, message) => log.warn({ stream: id, code }, message));
+  engine.on('fatal', (message) => log.error(message));
+  engine.on('step', (r) => {
+    metrics.steps.inc();
+    metrics.batchRows.observe(r.rows);
+    metrics.batchStreams.observe(r.streams);
+    metrics.stepSeconds.observe(r.totalMs / 1000);
+    metrics.decoderSeconds.inc(r.decoderMs / 1000);
+    metrics.codecSeconds.inc(r.codecMs / 1000);
+  });
+
+  const ctx: ServerContext = {
+    engine,
+    config,
+    metrics,
+    log,
+    channels,
+    shuttingDown: false,
+    async openSession(id: string, spec: ClientSessionSpec): Promise<StreamFeed> {
+      if (sessions.size >= config.limits.maxSessions) throw new ProtocolError('busy', `all ${config.limits.maxSessions} personal sessions are in use`);
+      const feed = new StreamFeed(id, 2);
+      sessions.set(id, feed);
+      feeds.set(id, feed);
+      metrics.streams.set({ kind: 'session' }, sessions.size);
+      try {
+        await engine.createStream(id, { prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS, config: spec.config, channels: 2 });
+      } catch (err) {
+        ctx.closeSession(id);
+        throw err;
+      }
+      return feed;
+    },
+    closeSession(id: string): void {
+      if (!sessions.delete(id)) return;
+      feeds.delete(id);
+      metrics.streams.set({ kind: 'session' }, sessions.size);
+      for (const g of [metrics.realtimeFactor, metrics.leadSeconds, metrics.underruns]) g.remove({ stream: id });
+      void engine.closeStream(id).catch(() => {});
+    },
+  };
+
+  for (const spec of config.channels) {
+    const channel = new Channel(spec);
+    channels.set(spec.id, channel);
+    feeds.set(channel.streamId, channel);
+    await channel.start(engine);
+    if (spec.icecast) {
+      const ice = new IcecastSource({ url: spec.icecast, source: channel, name: spec.name, log: (level, msg) => log[level]({ channel: spec.id }, msg) });
+      ice.start();
+      icecasts.push(ice);
+    }
+  }
+  metrics.streams.set({ kind: 'channel' }, channels.size);
+
+  // Stream status once a second for every feed: one engine round trip per stream, not per listener.
+  const statusTimer = setInterval(() => {
+    for (const [id, feed] of feeds) {
+      engine.status(id).then(
+        (s) => {
+          feed.status = s;
+          metrics.realtimeFactor.set({ stream: id }, s.rtf);
+          metrics.leadSeconds.set({ stream: id }, s.leadMs / 1000);
+          metrics.underruns.set({ stream: id }, s.underruns);
+        },
+        () => {},
+      );
+    }
+  }, 1000);
+
+  const http = createServer((req, res) => {
+    void handleHttp(req, res).catch((err: unknown) => {
+      log.error({ err }, 'http handler failed');
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
+
+  async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (path === '/readyz') {
+      res.writeHead(ready && !ctx.shuttingDown ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ready && !ctx.shuttingDown ? 'ready\n' : 'not ready\n');
+      return;
+    }
+    if (path === '/metrics') {
+      res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(await metrics.registry.metrics());
+      return;
+    }
+    if (path === '/v1/channels') {
+      const list = [...channels.values()].map((c) => ({ id: c.spec.id, name: c.spec.name, listeners: c.listenerCount, ogg: `/v1/channels/${c.spec.id}.ogg` }));
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ channels: list, model: engine.model }));
+      return;
+    }
+    const ogg = /^\/v1\/channels\/([a-z0-9][a-z0-9_-]{0,63})\.ogg$/.exec(path);
+    if (ogg) {
+      const channel = channels.get(ogg[1]!);
+      if (!channel || ctx.shuttingDown) {
+        res.writeHead(channel ? 503 : 404, { 'Content-Type': 'text/plain' }).end(channel ? 'shutting down\n' : 'no such channel\n');
+        return;
+      }
+      metrics.listeners.inc({ transport: 'ogg' });
+      const handle = oggStreams.serve(req, res, channel, { maxBufferedBytes: OGG_MAX_BUFFERED, tags: { TITLE: channel.spec.name } });
+      void handle.done.then(() => {
+        metrics.listeners.dec({ transport: 'ogg' });
+        metrics.bytesSent.inc({ transport: 'ogg' }, handle.stats?.totalBytes ?? 0);
+      });
+      return;
+    }
+    if (!serveStatic(config.webRoot, req, res, path)) res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+  }
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.limits.maxPayload });
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const refuse = (status: number, text: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (path !== '/v1/ws') return refuse(404, 'Not Found');
+    const origin = req.headers.origin;
+    if (config.allowedOrigins.length > 0 && origin !== undefined && !config.allowedOrigins.includes(origin)) return refuse(403, 'Forbidden');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const id = randomUUID();
+      const connLog = log.child({ conn: id });
+      const conn = new Connection(ws, id, ctx, connLog);
+      if (ctx.shuttingDown) return conn.close(new ProtocolError('shutting_down'));
+      if (connections.size >= config.limits.maxListeners) return conn.close(new ProtocolError('busy', `the server has ${config.limits.maxListeners} connections`));
+      connections.add(conn);
+      ws.on('close', () => connections.delete(conn));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(config.port, config.host, () => resolve());
+  });
+  const port = (http.address() as AddressInfo).port;
+  ready = true;
+  log.info({ port, channels: [...channels.keys()], packetMs: PACKET_MS }, `Riverrun listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/`);
+
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    engine,
+    metrics,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        ctx.shuttingDown = true;
+        clearInterval(statusTimer);
+        const httpClosed = new Promise<void>((r) => http.close(() => r()));
+        for (const c of connections) c.close(new ProtocolError('shutting_down'));
+        await oggStreams.endAll();
+        await Promise.all(icecasts.map((i) => i.stop()));
+        await engine.close();
+        http.closeAllConnections();
+        await httpClosed;
+        log.info('stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
