@@ -5,6 +5,7 @@ import { PRECISIONS, type Precision } from '../models/graphs/linear.ts';
 import { DEVICES, type Device } from '../models/model-bundle.ts';
 import { UsageError } from '../cli/usage-error.ts';
 import type { ChannelSpec } from './channel.ts';
+import { DEFAULT_PROTOCOL_LIMITS } from './protocol.ts';
 
 export type Role = 'listener' | 'session' | 'operator';
 export const ROLES: readonly Role[] = ['listener', 'session', 'operator'];
@@ -49,8 +50,8 @@ export interface ServerConfig {
 
 export const DEFAULT_LIMITS: ServerLimits = {
   maxPayload: 64 * 1024,
-  maxPromptChars: 500,
-  maxPrompts: 8,
+  maxPromptChars: DEFAULT_PROTOCOL_LIMITS.maxPromptChars,
+  maxPrompts: DEFAULT_PROTOCOL_LIMITS.maxPrompts,
   steeringPerSecond: 5,
   steeringBurst: 10,
   maxSessions: 8,

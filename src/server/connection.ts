@@ -32,6 +32,12 @@ export interface ClientSessionSpec {
 }
 
 const STATUS_INTERVAL_MS = 1000;
+/** WebSocket ping frames (answered by every client's WebSocket stack, browsers included). */
+const HEARTBEAT_MS = 1000;
+/** A client that has not answered a ping for this long is not reading: its audio is skipped. */
+const SILENT_SKIP_MS = 3000;
+/** Time a new connection has to send setup. */
+const SETUP_TIMEOUT_MS = 10_000;
 
 export class Connection {
   private state: 'awaiting_setup' | 'setting_up' | 'ready' | 'closed' = 'awaiting_setup';
@@ -42,6 +48,9 @@ export class Connection {
   private readonly steering: TokenBucket;
   private behindSince: number | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
+  private lastPong = Date.now();
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly setupTimer: NodeJS.Timeout;
 
   constructor(private readonly ws: WebSocket, readonly id: string, private readonly ctx: ServerContext, private readonly log: Logger) {
     this.steering = new TokenBucket(ctx.config.limits.steeringPerSecond, ctx.config.limits.steeringBurst);
@@ -50,6 +59,17 @@ export class Connection {
     });
     ws.on('close', () => this.cleanup());
     ws.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    // Kernel socket buffers hide a stalled reader from bufferedAmount for megabytes; an unanswered
+    // ping does not hide it. Both are checked before audio is sent.
+    ws.on('pong', () => {
+      this.lastPong = Date.now();
+    });
+    this.heartbeat = setInterval(() => {
+      if (ws.readyState === ws.OPEN) ws.ping();
+    }, HEARTBEAT_MS);
+    this.setupTimer = setTimeout(() => {
+      if (this.state === 'awaiting_setup') this.close(new ProtocolError('setup_required', `nothing within ${SETUP_TIMEOUT_MS / 1000} s`));
+    }, SETUP_TIMEOUT_MS);
   }
 
   /** The feed whose audio this connection receives (its session, else its channel). */
@@ -171,16 +191,21 @@ export class Connection {
     this.send({ type: 'status', leadMs: Math.round(leadMs), rtf: Math.round(rtf * 100) / 100, underruns, ...(this.channel && !this.session && { listeners: this.channel.listenerCount }) });
   }
 
-  /** Audio, as one message per run of packets with the same control; skipped while the socket is behind. */
+  /**
+   * Audio, as one message per run of packets with the same control. While the client is behind (data
+   * queued, or pings unanswered) its audio is skipped, so it resumes at the live edge; behind for too
+   * long, it is closed.
+   */
   private sendAudio(packets: StampedPacket[]): void {
     const { limits } = this.ctx.config;
     const queued = this.ws.bufferedAmount;
-    if (queued > limits.skipAfterBytes) {
-      const now = Date.now();
+    const now = Date.now();
+    const silentMs = now - this.lastPong;
+    if (queued > limits.skipAfterBytes || silentMs > SILENT_SKIP_MS) {
       this.behindSince ??= now;
       this.ctx.metrics.packetsSkipped.inc(packets.length);
       if (queued > limits.closeAfterBytes || now - this.behindSince > limits.closeAfterMs) {
-        this.close(new ProtocolError('slow_consumer', `${queued} bytes queued`));
+        this.close(new ProtocolError('slow_consumer', queued > limits.closeAfterBytes ? `${queued} bytes queued` : `no reply to pings for ${Math.round(silentMs / 1000)} s`));
       }
       return;
     }
@@ -228,6 +253,8 @@ export class Connection {
   }
 
   private cleanup(): void {
+    clearInterval(this.heartbeat);
+    clearTimeout(this.setupTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.statusTimer = null;
     for (const c of this.cleanups.splice(0)) c();

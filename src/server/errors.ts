@@ -53,7 +53,7 @@ export const PROTOCOL_ERRORS = {
     message: 'Malformed message: %s',
     fatal: false,
     closeCode: P.POLICY_VIOLATION,
-    meaning: 'The frame is not one msgpack map with a string `type` (not msgpack, not a map, trailing bytes, non-string keys, duplicate keys, extension types, nesting too deep, a text frame).',
+    meaning: 'The frame is not one msgpack map with a string `type` (not msgpack, not a map, trailing bytes, non-string keys, duplicate keys, extension types, nesting too deep, too many values, a text frame).',
   },
   unknown_type: {
     message: 'Unknown message type %s',
@@ -79,7 +79,7 @@ export const PROTOCOL_ERRORS = {
     message: 'The first message must be setup (got %s)',
     fatal: true,
     closeCode: P.POLICY_VIOLATION,
-    meaning: 'A message other than setup came first, or setup did not arrive in time.',
+    meaning: 'A steering message (prompts, config, playback) came before setup_complete.',
   },
   already_setup: {
     message: 'This connection is already set up; open a new connection for a different setup',
@@ -109,13 +109,13 @@ export const PROTOCOL_ERRORS = {
     message: 'Nothing to steer: this connection has no session and listens to no channel',
     fatal: false,
     closeCode: P.POLICY_VIOLATION,
-    meaning: 'prompts, config or playback on a connection that set up neither a session nor a channel.',
+    meaning: 'prompts, config or playback on a connection that has neither a session nor a channel to steer.',
   },
   busy: {
     message: 'Server busy: %s',
     fatal: true,
     closeCode: P.TRY_AGAIN_LATER,
-    meaning: 'A cap on sessions or listeners (server-wide, per channel or per token) is reached; try again later with backoff.',
+    meaning: 'A cap on personal sessions or connections is reached; try again later with backoff.',
   },
   rate_limited: {
     message: 'Too many steering messages: %s',

@@ -199,12 +199,13 @@ export function serveOggStream(req: IncomingMessage, res: ServerResponse, source
   });
   write(muxer.headers());
   try {
+    // A source may call the listener from inside subscribe() (a channel hands over its backlog).
     unsubscribe = source.subscribe(onPackets);
   } catch {
     drop('error');
   }
-  // The client may have gone before we subscribed ('close' already emitted): don't leak the listener.
-  if (closed) stopSource();
+  // Dropped from inside subscribe(), or the client already gone: don't leak the listener.
+  if (closed || closing) stopSource();
   return handle;
 }
 

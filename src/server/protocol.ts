@@ -77,6 +77,12 @@ export const MAX_PING_ID_CHARS = 64;
 export const CHANNEL_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** Deepest nesting of maps and arrays in a client frame (v1 needs 4). */
 export const MAX_NESTING = 8;
+/**
+ * Most values (map keys included) in a client frame; v1 needs under 60 with 4 prompts. Bounds the work
+ * per frame: a full 64 KiB frame of tiny maps would otherwise cost milliseconds to refuse.
+ * parseClientMessage raises it when maxPrompts is set high.
+ */
+export const MAX_VALUES = 1024;
 
 // ---------------------------------------------------------------------------------------------------
 // Client → server
@@ -93,7 +99,7 @@ export interface SetupMessage {
   token?: string;
   /** Channel to listen to. */
   listen?: string;
-  /** Create a personal stream for this connection. */
+  /** Create a personal stream for this connection. Exactly one of listen and session. */
   session?: SessionSpec;
 }
 
@@ -151,7 +157,7 @@ export interface AudioMessage {
   /** pts (48 kHz samples) of the first packet; each packet adds 960. */
   pts: number;
   /** Opus packets, one per 20 ms. */
-  packets: Uint8Array[];
+  packets: readonly Uint8Array[];
   /** The control version (prompts + config) that produced this audio. */
   control: number;
 }
@@ -159,7 +165,7 @@ export interface AudioMessage {
 export interface AppliedMessage {
   type: 'applied';
   control: number;
-  prompts: WeightedPrompt[];
+  prompts: readonly WeightedPrompt[];
   config: GenerationConfig;
   /** pts of the first audio generated under this control. */
   pts: number;
@@ -233,11 +239,12 @@ function header(t: number, uint: (bytes: number) => number): [ValueKind, number]
  * Walks one msgpack value that must fill `b` exactly. Throws bad_message on anything protocol v1 does
  * not use or that could make decoding costly; allocates at most in proportion to `b`.
  */
-export function checkFrame(b: Buffer): void {
+export function checkFrame(b: Buffer, maxValues = MAX_VALUES): void {
   const end = b.length;
   if (end === 0) throw bad('empty frame');
   const stack: OpenContainer[] = [];
   let pos = 0;
+  let values = 0;
   const uint = (bytes: number): number => {
     if (pos + bytes > end) throw bad('truncated: the frame ends inside a value');
     const v = b.readUIntBE(pos, bytes);
@@ -248,6 +255,7 @@ export function checkFrame(b: Buffer): void {
     const top = stack[stack.length - 1];
     const wantKey = top !== undefined && top.keys !== null && top.left % 2 === 0;
     if (pos >= end) throw bad('truncated: the frame ends inside a value');
+    if (++values > maxValues) throw bad(`more than ${maxValues} values in one message`);
     const t = b[pos++]!;
     // kind of value, and n = payload bytes (scalars, strings, binary) or entries (arrays, maps)
     const [kind, n] = header(t, uint);
@@ -423,6 +431,7 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
     msg.listen = listen;
   }
   const session = get(m, 'session');
+  if (listen === undefined && session === undefined) throw invalid('listen', 'setup needs listen (a channel id) or session');
   if (session !== undefined) {
     if (listen !== undefined) throw invalid('session', 'setup takes listen or session, not both');
     const s = fieldsOf(session, 'session', 'setup', SESSION_FIELDS);
@@ -488,7 +497,7 @@ export function parseClientMessage(
 ): ClientMessage {
   if (!isBinary) throw bad('text frame; send each message as one binary frame');
   const bytes = toBuffer(data);
-  checkFrame(bytes);
+  checkFrame(bytes, Math.max(MAX_VALUES, 64 + 8 * limits.maxPrompts));
   let value: unknown;
   try {
     value = unpackr.unpack(bytes);
