@@ -5,7 +5,7 @@ import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OggStreams, serveOggStream } from '../src/server/ogg-http.ts';
 import type { OggCloseReason, OggStreamHandle, OggStreamOptions } from '../src/server/ogg-http.ts';
-import { OggOpusMuxer, oggCrc32, opusPacketSamples } from '../src/server/ogg-muxer.ts';
+import { OggOpusMuxer, oggCrc32, opusPacketSamples } from '../src/stream/ogg-muxer.ts';
 import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';

@@ -14,7 +14,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { StampedPacket } from '../stream/engine-core.ts';
-import { OggOpusMuxer } from './ogg-muxer.ts';
+import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import type { PacketSource } from './packet-source.ts';
 
 export type IcecastState = 'connecting' | 'streaming' | 'waiting' | 'stopped';

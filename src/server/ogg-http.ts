@@ -8,8 +8,8 @@
 // nothing, as each response is written on its own and nothing waits for a slow one. On shutdown the
 // server ends every response cleanly with an EOS page (handle.end() or OggStreams.endAll()).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { OggOpusMuxer } from './ogg-muxer.ts';
-import type { OggMuxerStats } from './ogg-muxer.ts';
+import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
+import type { OggMuxerStats } from '../stream/ogg-muxer.ts';
 import type { PacketSource } from './packet-source.ts';
 
 /**
