@@ -1,4 +1,4 @@
-// One WebSocket connection speaking protocol v1: setup, then listening to a channel and/or steering a
+// One WebSocket connection speaking protocol v1: setup, then listening to a channel or steering a
 // personal session. Everything a client sends is validated (src/server/protocol.ts); a rejected message
 // gets an `error` and, unless fatal, the connection stays usable. A slow reader skips audio, then is
 // closed; it never holds up anyone else.
@@ -147,7 +147,6 @@ export class Connection {
       if (config.anonymousRole === 'none') throw new ProtocolError('unauthorized', 'a token is required');
       this.role = config.anonymousRole;
     }
-    if (msg.listen === undefined && msg.session === undefined) throw new ProtocolError('invalid_field', 'setup', 'give listen (a channel id) and/or session');
     if (msg.listen !== undefined) {
       const channel = this.ctx.channels.get(msg.listen);
       if (!channel) throw new ProtocolError('not_found', msg.listen);
