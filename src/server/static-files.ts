@@ -3,6 +3,7 @@
 import { createReadStream, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
+import { vendorAsset } from './vendor-assets.ts';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -37,9 +38,9 @@ export function resolveStatic(root: string, urlPath: string): string | null {
   }
 }
 
-/** Serves a file of `root`; returns false when there is none (the caller answers 404). */
+/** Serves a file of `root` (or an allow-listed /vendor/ asset); returns false when there is none. */
 export function serveStatic(root: string, req: IncomingMessage, res: ServerResponse, urlPath: string): boolean {
-  const file = resolveStatic(root, urlPath);
+  const file = urlPath.startsWith('/vendor/') ? vendorAsset(urlPath) : resolveStatic(root, urlPath);
   if (!file) return false;
   res.writeHead(200, {
     'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
