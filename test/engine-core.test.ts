@@ -228,3 +228,29 @@ describe('batching', () => {
     }
   });
 });
+
+describe('audio prompts', () => {
+  it('a stream continues from an uploaded clip: its codes come first, then new frames', async () => {
+    // A 0.6 s clip (30 frames) as WAV bytes at 44.1 kHz stereo, decoded and resampled like an upload.
+    const { decodeToMono } = await import('../src/stream/audio-file.ts');
+    const { encodeWavFloat32 } = await import('../src/stream/wav.ts');
+    const rate = 44100;
+    const n = Math.round(0.6 * rate);
+    const stereo = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) stereo[2 * i] = stereo[2 * i + 1] = 0.4 * Math.sin((2 * Math.PI * 330 * i) / rate);
+    const clip = await decodeToMono(encodeWavFloat32(stereo, rate, 2), 32000);
+    expect(clip.length).toBe(19200);
+    const expected = await model.encodeAudio(clip, 1);
+
+    const r = makeCore();
+    await r.core.createStream('s', { prompts: piano, config: { seed: 8 }, tapCodes: true, audioPrompt: clip });
+    await run(r, 20);
+    const codes = r.codes.get('s')!;
+    // All 30 clip frames, in order, with the clip's codes, then the continuation.
+    const frames = 30;
+    expect(codes.slice(0, frames).map((f) => f.slice(1))).toEqual(Array.from({ length: frames }, (_, t) => [0, 1, 2, 3].map((k) => Number(expected[k * frames + t]))));
+    expect(codes.map((f) => f[0])).toEqual(Array.from({ length: codes.length }, (_, i) => i));
+    // 20 steps complete 20 frames: the clip's last 3 (their late codebooks are forced), then 17 new ones.
+    expect(codes.length).toBe(frames + 20 - 3);
+  });
+});
