@@ -342,16 +342,16 @@ describe('IcecastSource against a fake server', () => {
     return (srv.address() as net.AddressInfo).port;
   }
 
-  /** Floods: one 25-packet batch of 1000-byte "packets" every 5 ms (5 MB/s). */
+  /** Floods: one 100-packet batch of 2000-byte "packets" every 5 ms (40 MB/s: loopback's kernel buffers fill fast). */
   function floodSource(): PacketSource & { stop(): void } {
     const listeners = new Set<(p: StampedPacket[]) => void>();
     // A valid TOC byte (code 0, 20 ms CELT), then filler: the muxer only reads the TOC.
-    const data = new Uint8Array(1000);
+    const data = new Uint8Array(2000);
     data[0] = 0xfc;
     let seq = 0;
     const timer = setInterval(() => {
       const batch: StampedPacket[] = [];
-      for (let i = 0; i < 25; i++, seq++) batch.push({ seq, pts: seq * 960, data, control: 0 });
+      for (let i = 0; i < 100; i++, seq++) batch.push({ seq, pts: seq * 960, data, control: 0 });
       for (const l of listeners) l(batch);
     }, 5);
     return {

@@ -137,6 +137,21 @@ describe('steering', () => {
     c.close();
   });
 
+  it('a session can continue from an uploaded clip; a file that is not audio is refused', async () => {
+    const { encodeWavFloat32 } = await import('../src/stream/wav.ts');
+    const pcm = Float32Array.from({ length: 16000 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000));
+    const c = await TestClient.connect(ws);
+    c.send({ type: 'setup', session: { prompts: [{ text: 'piano', weight: 1 }], audio: encodeWavFloat32(pcm, 16000) } });
+    await c.next('setup_complete');
+    await c.until(() => c.of('audio').length > 0);
+    expect(c.of('error')).toEqual([]);
+    c.close();
+    const bad = await TestClient.connect(ws);
+    bad.send({ type: 'setup', session: { audio: Buffer.from('definitely not audio') } });
+    expect(await bad.next('error')).toMatchObject({ code: 'invalid_field', fatal: true });
+    await bad.waitClosed();
+  });
+
   it('a listener may not steer the channel; an operator may, and every listener sees it', async () => {
     const ear = await listener('ear-secret');
     ear.send({ type: 'prompts', prompts: [{ text: 'metal', weight: 1 }] });

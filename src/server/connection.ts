@@ -10,7 +10,7 @@ import type { Channel, StreamFeed } from './channel.ts';
 import type { Role, ServerConfig } from './config.ts';
 import { errorMessage, ProtocolError, toProtocolError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
-import { encodeServerMessage, parseClientMessage, type ClientMessage, type ServerMessage } from './protocol.ts';
+import { encodeServerMessage, parseClientMessage, type ClientMessage, type ServerMessage, type SessionSpec } from './protocol.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** What connections share: the engine, channels, sessions and the server's settings. */
@@ -21,15 +21,12 @@ export interface ServerContext {
   log: Logger;
   channels: Map<string, Channel>;
   /** Creates a personal stream; throws ProtocolError('busy') at the cap. */
-  openSession(id: string, prompts: ClientSessionSpec): Promise<StreamFeed>;
+  openSession(id: string, spec: SessionSpec): Promise<StreamFeed>;
   closeSession(id: string): void;
   shuttingDown: boolean;
 }
 
-export interface ClientSessionSpec {
-  prompts?: { text: string; weight: number }[];
-  config?: Record<string, unknown>;
-}
+export type { SessionSpec as ClientSessionSpec } from './protocol.ts';
 
 const STATUS_INTERVAL_MS = 1000;
 /** WebSocket ping frames (answered by every client's WebSocket stack, browsers included). */

@@ -92,6 +92,8 @@ export interface SessionSpec {
   prompts?: WeightedPrompt[];
   /** Omitted fields take their defaults. */
   config?: Partial<GenerationConfig>;
+  /** A short clip (WAV or Ogg Opus bytes) that the stream continues from. */
+  audio?: Uint8Array;
 }
 
 export interface SetupMessage {
@@ -374,7 +376,7 @@ function string(v: unknown, path: string, maxChars: number): string {
 
 const PROMPT_FIELDS = ['text', 'weight'] as const;
 const CONFIG_FIELDS = Object.keys(CONFIG_RANGES) as (keyof GenerationConfig)[];
-const SESSION_FIELDS = ['prompts', 'config'] as const;
+const SESSION_FIELDS = ['prompts', 'config', 'audio'] as const;
 
 /** Fields of each client message, `type` included. */
 export const CLIENT_MESSAGE_FIELDS: Readonly<Record<ClientMessageType, readonly string[]>> = Object.freeze({
@@ -440,6 +442,11 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
     if (prompts !== undefined) spec.prompts = parsePrompts(prompts, 'session.prompts', 'setup', limits);
     const config = get(s, 'config');
     if (config !== undefined) spec.config = parseConfig(config, 'session.config', 'setup');
+    const audio = get(s, 'audio');
+    if (audio !== undefined) {
+      if (!(audio instanceof Uint8Array) || audio.byteLength === 0) throw invalid('session.audio', `must be the bytes of a WAV or Ogg Opus file, got ${describe(audio)}`);
+      spec.audio = audio;
+    }
     msg.session = spec;
   }
   return msg;

@@ -12,7 +12,9 @@ import { PACKET_MS } from '../stream/engine-core.ts';
 import { Engine } from '../stream/engine.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
-import { Connection, type ClientSessionSpec, type ServerContext } from './connection.ts';
+import { Connection, type ServerContext } from './connection.ts';
+import type { SessionSpec } from './protocol.ts';
+import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
 import { ProtocolError } from './errors.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
@@ -21,6 +23,8 @@ import { serveStatic } from './static-files.ts';
 
 const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
 const OGG_MAX_BUFFERED = 256 * 1024;
+/** Longest audio prompt (and at most half the context window, to leave room to continue). */
+const AUDIO_PROMPT_MAX_SECONDS = 10;
 
 export interface RiverrunServer {
   readonly port: number;
@@ -81,14 +85,23 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     log,
     channels,
     shuttingDown: false,
-    async openSession(id: string, spec: ClientSessionSpec): Promise<StreamFeed> {
+    async openSession(id: string, spec: SessionSpec): Promise<StreamFeed> {
       if (sessions.size >= config.limits.maxSessions) throw new ProtocolError('busy', `all ${config.limits.maxSessions} personal sessions are in use`);
+      let audioPrompt: Float32Array | undefined;
+      if (spec.audio) {
+        try {
+          audioPrompt = await decodeToMono(spec.audio, model.codec.samplingRate, { maxSeconds: Math.min(AUDIO_PROMPT_MAX_SECONDS, (windowFrames * 0.5) / frameRate) });
+        } catch (err) {
+          if (err instanceof AudioFileError) throw new ProtocolError('invalid_field', 'session.audio', err.message);
+          throw err;
+        }
+      }
       const feed = new StreamFeed(id, 2);
       sessions.set(id, feed);
       feeds.set(id, feed);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       try {
-        await engine.createStream(id, { prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS, config: spec.config, channels: 2 });
+        await engine.createStream(id, { prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS, config: spec.config, channels: 2, audioPrompt });
       } catch (err) {
         ctx.closeSession(id);
         throw err;
