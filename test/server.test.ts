@@ -137,13 +137,18 @@ describe('steering', () => {
     c.close();
   });
 
-  it('a session can continue from an uploaded clip; a file that is not audio is refused', async () => {
+  it('a session can continue from an uploaded clip and tap its codes; a file that is not audio is refused', async () => {
     const { encodeWavFloat32 } = await import('../src/stream/wav.ts');
     const pcm = Float32Array.from({ length: 16000 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 220 * i) / 16000));
     const c = await TestClient.connect(ws);
-    c.send({ type: 'setup', session: { prompts: [{ text: 'piano', weight: 1 }], audio: encodeWavFloat32(pcm, 16000) } });
+    c.send({ type: 'setup', session: { prompts: [{ text: 'piano', weight: 1 }], audio: encodeWavFloat32(pcm, 16000), tapCodes: true } });
     await c.next('setup_complete');
     await c.until(() => c.of('audio').length > 0);
+    // The token tap: one codes message per frame completed since setup, in order, 4 codes each.
+    const codes = await c.until(() => c.of('codes').length >= 10 && c.of('codes'));
+    const first = codes[0]!.frame as number;
+    expect(codes.map((m) => m.frame)).toEqual(codes.map((_, i) => first + i));
+    expect(codes.every((m) => (m.codes as number[]).length === 4)).toBe(true);
     expect(c.of('error')).toEqual([]);
     c.close();
     const bad = await TestClient.connect(ws);

@@ -30,6 +30,7 @@ export class StreamFeed implements PacketSource {
   readonly format: AudioFormat;
   private readonly listeners = new Set<(packets: StampedPacket[]) => void>();
   private readonly appliedListeners = new Set<(e: AppliedEvent) => void>();
+  private readonly codesListeners = new Set<(frame: number, codes: number[]) => void>();
   /** packets not yet due, oldest first */
   private backlog: StampedPacket[] = [];
   /** wall time (ms) at which pts 0 is due, set by the first packet */
@@ -56,6 +57,15 @@ export class StreamFeed implements PacketSource {
   onApplied(listener: (e: AppliedEvent) => void): () => void {
     this.appliedListeners.add(listener);
     return () => this.appliedListeners.delete(listener);
+  }
+
+  onCodes(listener: (frame: number, codes: number[]) => void): () => void {
+    this.codesListeners.add(listener);
+    return () => this.codesListeners.delete(listener);
+  }
+
+  codes(frame: number, codes: number[]): void {
+    for (const l of this.codesListeners) l(frame, codes);
   }
 
   /** Called with the engine's packets for this stream. */

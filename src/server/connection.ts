@@ -171,6 +171,7 @@ export class Connection {
     if (feed.lastApplied) this.sendApplied(feed.lastApplied);
     this.cleanups.push(feed.onApplied((e) => this.sendApplied(e)));
     this.cleanups.push(feed.subscribe((packets) => this.sendAudio(packets)));
+    if (msg.session?.tapCodes) this.cleanups.push(feed.onCodes((frame, codes) => this.send({ type: 'codes', frame, codes })));
     this.statusTimer = setInterval(() => this.sendStatus(), STATUS_INTERVAL_MS);
     this.ctx.metrics.listeners.inc({ transport: 'websocket' });
     this.cleanups.push(() => this.ctx.metrics.listeners.dec({ transport: 'websocket' }));

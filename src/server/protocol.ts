@@ -94,6 +94,8 @@ export interface SessionSpec {
   config?: Partial<GenerationConfig>;
   /** A short clip (WAV or Ogg Opus bytes) that the stream continues from. */
   audio?: Uint8Array;
+  /** Also send the codec tokens of every frame (`codes` messages). */
+  tapCodes?: boolean;
 }
 
 export interface SetupMessage {
@@ -190,9 +192,18 @@ export interface PongMessage {
   id: string | number;
 }
 
-export type ServerMessage = SetupCompleteMessage | AudioMessage | AppliedMessage | StatusMessage | ErrorMessage | PongMessage;
+/** The codec tokens of one complete frame (sessions that asked for them with `session.tapCodes`). */
+export interface CodesMessage {
+  type: 'codes';
+  /** Frame index (50 per second; frame f starts at pts f * 960). */
+  frame: number;
+  /** One code per codebook. */
+  codes: number[];
+}
+
+export type ServerMessage = SetupCompleteMessage | AudioMessage | AppliedMessage | StatusMessage | ErrorMessage | PongMessage | CodesMessage;
 export type ServerMessageType = ServerMessage['type'];
-export const SERVER_MESSAGE_TYPES: readonly ServerMessageType[] = ['setup_complete', 'audio', 'applied', 'status', 'error', 'pong'];
+export const SERVER_MESSAGE_TYPES: readonly ServerMessageType[] = ['setup_complete', 'audio', 'applied', 'status', 'error', 'pong', 'codes'];
 
 // ---------------------------------------------------------------------------------------------------
 // Frame check: the bytes of one client frame, before msgpackr decodes them
@@ -376,7 +387,7 @@ function string(v: unknown, path: string, maxChars: number): string {
 
 const PROMPT_FIELDS = ['text', 'weight'] as const;
 const CONFIG_FIELDS = Object.keys(CONFIG_RANGES) as (keyof GenerationConfig)[];
-const SESSION_FIELDS = ['prompts', 'config', 'audio'] as const;
+const SESSION_FIELDS = ['prompts', 'config', 'audio', 'tapCodes'] as const;
 
 /** Fields of each client message, `type` included. */
 export const CLIENT_MESSAGE_FIELDS: Readonly<Record<ClientMessageType, readonly string[]>> = Object.freeze({
@@ -446,6 +457,11 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
     if (audio !== undefined) {
       if (!(audio instanceof Uint8Array) || audio.byteLength === 0) throw invalid('session.audio', `must be the bytes of a WAV or Ogg Opus file, got ${describe(audio)}`);
       spec.audio = audio;
+    }
+    const tapCodes = get(s, 'tapCodes');
+    if (tapCodes !== undefined) {
+      if (typeof tapCodes !== 'boolean') throw invalid('session.tapCodes', `must be true or false, got ${describe(tapCodes)}`);
+      spec.tapCodes = tapCodes;
     }
     msg.session = spec;
   }
@@ -562,6 +578,8 @@ function wireShape(msg: ServerMessage): Record<string, unknown> {
     }
     case 'pong':
       return { type: msg.type, id: msg.id };
+    case 'codes':
+      return { type: msg.type, frame: msg.frame, codes: msg.codes };
     default: {
       const never: never = msg;
       throw new TypeError(`not a server message: ${JSON.stringify(never)}`);

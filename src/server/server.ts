@@ -67,6 +67,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
 
   engine.on('packets', (id, packets) => feeds.get(id)?.publish(packets));
   engine.on('applied', (id, e) => feeds.get(id)?.applied(e));
+  engine.on('codes', (id, frame, codes) => feeds.get(id)?.codes(frame, codes));
   engine.on('streamError', (id, code, message) => log.warn({ stream: id, code }, message));
   engine.on('fatal', (message) => log.error(message));
   engine.on('step', (r) => {
@@ -101,7 +102,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       feeds.set(id, feed);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       try {
-        await engine.createStream(id, { prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS, config: spec.config, channels: 2, audioPrompt });
+        await engine.createStream(id, { prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS, config: spec.config, channels: 2, audioPrompt, tapCodes: spec.tapCodes ?? false });
       } catch (err) {
         ctx.closeSession(id);
         throw err;
