@@ -273,22 +273,24 @@ export class EngineCore {
     const ids = new BigInt64Array(R * K).fill(BigInt(this.pad));
     const positions = new BigInt64Array(R);
     const pastLength = new BigInt64Array(R);
+    // Where each row's new K/V entry goes; -1 for rows in the range that were not picked (discarded).
+    const writeAt = new Array<number>(R).fill(-1);
     for (const s of selected) {
       const input = s.history.nextInput();
-      const p = BigInt(s.history.position);
+      const p = s.history.position;
       const r0 = this.rowStart.get(s)! - first;
       for (let r = r0; r < r0 + s.rows; r++) {
         for (let k = 0; k < K; k++) ids[r * K + k] = BigInt(input[k]!);
-        positions[r] = p;
-        pastLength[r] = p;
+        positions[r] = BigInt(p);
+        pastLength[r] = BigInt(p);
+        writeAt[r] = p;
       }
     }
     const t0 = performance.now();
     const out = await this.model.decode({ rows: R, tokens: 1, ids, positions, pastLength, window: this.options.windowFrames, textTokens: this.options.maxTextTokens, ...this.pool.views(first, R) });
     decoderMs += performance.now() - t0;
 
-    const writeAt = Array.from(pastLength, Number);
-    this.pool.kv.write(out.newKv, first, R, 1, writeAt.map((p, i) => (this.isSelectedRow(selected, first + i) ? p : -1)));
+    this.pool.kv.write(out.newKv, first, R, 1, writeAt);
     for (const s of selected) {
       const r0 = this.rowStart.get(s)! - first;
       const tokens = this.sampleStream(s, out.logits, r0);
@@ -310,10 +312,6 @@ export class EngineCore {
     const s = this.byId.get(id);
     if (!s) throw Object.assign(new Error(`no stream ${id}`), { code: 'unknown_stream' });
     return s;
-  }
-
-  private isSelectedRow(selected: Stream[], row: number): boolean {
-    return selected.some((s) => row >= this.rowStart.get(s)! && row < this.rowStart.get(s)! + s.rows);
   }
 
   private async encodeAll(texts: string[]): Promise<Map<string, PromptEncoding>> {
