@@ -245,3 +245,19 @@ describe('quantized decoder weights', () => {
     });
   }
 });
+
+describe('devices', () => {
+  it('a device whose provider cannot load falls back to the CPU with a clear log line', async () => {
+    const messages: string[] = [];
+    const m = await ModelBundle.load(FIXTURE_DIR, { cacheDir, threads: 1, device: 'cuda', log: (s) => messages.push(s) });
+    try {
+      // This machine has no CUDA provider libraries (the .npmrc skips their download).
+      expect(m.device).toBe('cpu');
+      expect(messages.some((s) => /execution provider cuda could not load for decoder .*falling back to cpu/.test(s))).toBe(true);
+      const audio = await m.decodeAudio(ref().int64('encodec_decode.audio_codes'), 2, 12);
+      expect(maxAbsDiff(audio, ref().float32('encodec_decode.audio_values'))).toBeLessThan(TOL);
+    } finally {
+      await m.close();
+    }
+  });
+});
