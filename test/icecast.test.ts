@@ -18,6 +18,10 @@ import { IcecastSource, parseIcecastUrl } from '../src/server/icecast.ts';
 import type { IcecastState } from '../src/server/icecast.ts';
 import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
+import { pino } from 'pino';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { parseServeArgs } from '../src/server/config.ts';
+import { startServer, type RiverrunServer } from '../src/server/server.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -567,4 +571,40 @@ describe.skipIf(!ICECAST)('IcecastSource with a real icecast2', () => {
     const { pages } = oggPages(got.bytes);
     expect(pages.at(-1)!.flags & 0x04).toBe(0x04); // EOS
   }, 15_000);
+});
+
+describe.skipIf(!ICECAST)('a Riverrun channel relayed by a real icecast2', () => {
+  const PASSWORD = `pw${Math.floor(Math.random() * 1e9)}`;
+  let ice: Icecast;
+  let server: RiverrunServer;
+  const work = mkdtempSync(path.join(os.tmpdir(), 'riverrun-icecast-server-'));
+
+  beforeAll(async () => {
+    ice = new Icecast(await freePort(), PASSWORD);
+    await ice.start();
+    writeRandomCheckpoint(path.join(work, 'tiny'), 'tiny', { seed: 0 });
+    const channels = path.join(work, 'channels.json');
+    writeFileSync(channels, JSON.stringify([{ id: 'radio', name: 'Test Radio', prompts: [{ text: 'calm piano', weight: 1 }], icecast: `http://source:${PASSWORD}@127.0.0.1:${ice.port}/radio.ogg` }]));
+    const config = parseServeArgs(['--model', path.join(work, 'tiny'), '--channels', channels, '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000'], {});
+    server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: path.join(work, 'cache') });
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.close();
+    await ice?.cleanup();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('the channel configured with an icecast URL reaches icecast2 listeners as Ogg Opus', async () => {
+    await until('the mount to be listed', async () => (await ice.status())?.includes('/radio.ogg') === true, 10_000, 100);
+    const got = await listen(`${ice.base}/radio.ogg`, 2500);
+    expect(got.status).toBe(200);
+    const pages = expectOpusStream(got.bytes);
+    expect(pages.length).toBeGreaterThan(3);
+    const d = await decodeOgg(got.bytes);
+    expect(d.errors).toBe(0);
+    expect(d.sampleRate).toBe(48000);
+    expect(d.samples).toBeGreaterThan(48000);
+    expect(d.rms).toBeGreaterThan(0);
+  }, 30_000);
 });
