@@ -101,6 +101,13 @@ describe('setup and listening', () => {
     expect((await c.next('error')).code).toBe('forbidden');
   });
 
+  it('a malformed setup is fatal, like every error before setup_complete', async () => {
+    const c = await TestClient.connect(ws);
+    c.send({ type: 'setup', listen: 'radio', token: 'x'.repeat(5000) });
+    expect(await c.next('error')).toMatchObject({ code: 'invalid_field', fatal: true });
+    expect((await c.waitClosed(3000)).code).toBe(1008);
+  });
+
   it('the first message must be setup', async () => {
     const c = await TestClient.connect(ws);
     c.send({ type: 'prompts', prompts: [{ text: 'x', weight: 1 }] });

@@ -81,7 +81,8 @@ export class Connection {
       if (!isBinary) throw new ProtocolError('bad_message', 'text frames are not accepted; send one msgpack map per binary frame');
       msg = parseClientMessage(data, { maxPromptChars: this.ctx.config.limits.maxPromptChars, maxPrompts: this.ctx.config.limits.maxPrompts });
     } catch (err) {
-      this.reject(err);
+      // Every error before setup_complete ends the connection.
+      this.reject(this.state === 'ready' ? err : toProtocolError(err).asFatal());
       return;
     }
     try {
