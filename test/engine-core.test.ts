@@ -101,7 +101,8 @@ describe('steering', () => {
     await run(r, 100, (i) => {
       if (i === 50) r.core.setPrompts('s', drums, 0);
     });
-    const events = r.applied.get('s')!;
+    const events = r.applied.get('s')!.filter((e) => e.control > 0);
+    expect(r.applied.get('s')![0]).toMatchObject({ control: 0, prompts: piano, pts: 0 });
     expect(events).toHaveLength(1);
     expect(events[0]!.control).toBe(1);
     expect(events[0]!.prompts).toEqual(drums);
@@ -183,6 +184,21 @@ describe('playback', () => {
     r.core.playback('s', 'play');
     await run(r, 5);
     expect(r.codes.get('s')!.length).toBe(34 + 2);
+  });
+
+  it('after stop, play starts with an empty lead (the old audio is history, not buffer)', async () => {
+    const r = makeCore({ leadTargetMs: 500 });
+    await r.core.createStream('s', { prompts: piano });
+    for (let i = 0; i < 200 && r.core.status('s').leadMs < 500; i++) await r.core.step();
+    r.core.playback('s', 'stop');
+    r.clock.now += 5000;
+    r.core.playback('s', 'play');
+    // Generation resumes at once and the first new packets are due now: the lead is what was just made.
+    for (let i = 0; i < 200 && r.core.status('s').leadMs < 500; i++) await r.core.step();
+    const lead = r.core.status('s').leadMs;
+    expect(lead).toBeGreaterThanOrEqual(500);
+    expect(lead).toBeLessThan(1500);
+    expect(r.core.status('s').underruns).toBe(0);
   });
 
   it('lead: a stream ahead of its target takes no compute, and an underrun is counted', async () => {

@@ -148,6 +148,8 @@ export class EngineCore {
     this.streams.push(stream);
     this.byId.set(id, stream);
     this.layoutDirty = true;
+    // Control 0 is announced like every later one, so listeners learn what a stream starts with.
+    this.sink.applied(id, { control: 0, prompts: stream.prompts, config: stream.config, pts: 0 });
   }
 
   closeStream(id: string): void {
@@ -469,7 +471,8 @@ export class EngineCore {
       const packets = s.packetizer.push(s.resampler.process(audio));
       if (packets.length === 0) continue;
       const stamped = packets.map((p) => ({ ...p, control: this.controlAt(s, p.pts) }));
-      s.anchor ??= this.options.now();
+      // The first packet after a start (or a stop) is due now; the packets before it are history.
+      s.anchor ??= this.options.now() - s.emittedMs;
       s.emittedMs += packets.length * PACKET_MS;
       this.sink.packets(s.id, stamped);
     }
