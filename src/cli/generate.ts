@@ -1,12 +1,11 @@
 // `riverrun generate`: the whole pipeline in one process, written to a 32-bit float WAV.
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { PRECISIONS, type Precision } from '../models/graphs/linear.ts';
 import { DEVICES, ModelBundle, type Device } from '../models/model-bundle.ts';
 import { generateOffline } from '../stream/offline-generate.ts';
 import { writeWavFloat32 } from '../stream/wav.ts';
 import { defaultModelDir } from '../models/default-model.ts';
-import { UsageError } from './usage-error.ts';
+import { parseCommandLine } from './command-line.ts';
 
 export const GENERATE_USAGE = `Usage: riverrun generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) (--seconds S | --steps N)
                          --out FILE.wav [options]
@@ -31,12 +30,7 @@ Generate music offline and write it as a 32-bit float WAV at the codec's sample 
   --codes-out FILE     also write the un-delayed codes as JSON {"codes": [[4 ints] per frame]}`;
 
 export async function runGenerate(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
+  const line = parseCommandLine('generate', GENERATE_USAGE, args, {
         model: { type: 'string' },
         prompt: { type: 'string' },
         'prompt-ids': { type: 'string' },
@@ -54,18 +48,9 @@ export async function runGenerate(args: string[]): Promise<void> {
         out: { type: 'string' },
         'codes-out': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(`riverrun generate: ${(err as Error).message}`, GENERATE_USAGE);
-  }
-  if (values.help) {
-    process.stdout.write(`${GENERATE_USAGE}\n`);
-    return;
-  }
-  const fail = (msg: string): never => {
-    throw new UsageError(`riverrun generate: ${msg}`, GENERATE_USAGE);
-  };
+      });
+  if (!line) return;
+  const { values, fail } = line;
   const num = (name: string, v: string | undefined, check: (n: number) => boolean, what: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);

@@ -3,11 +3,10 @@
 // `riverrun session` uses.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { extname } from 'node:path';
-import { parseArgs } from 'node:util';
 import { RiverrunClient, type AudioMessage, type PcmFrame, type SessionSpec, type SetupCompleteMessage } from '../../clients/sdk/index.ts';
 import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import { encodeWavFloat32 } from '../stream/wav.ts';
-import { UsageError } from './usage-error.ts';
+import { parseCommandLine } from './command-line.ts';
 
 export const LISTEN_USAGE = `Usage: riverrun listen [--url ws://HOST:PORT] --channel ID [--seconds N] [--token T] --out FILE.ogg|FILE.wav
 
@@ -240,30 +239,16 @@ export async function record(options: RecordOptions): Promise<void> {
 // riverrun listen
 
 export async function runListen(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
+  const line = parseCommandLine('listen', LISTEN_USAGE, args, {
         url: { type: 'string' },
         channel: { type: 'string' },
         seconds: { type: 'string' },
         token: { type: 'string' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(`riverrun listen: ${(err as Error).message}`, LISTEN_USAGE);
-  }
-  if (values.help) {
-    process.stdout.write(`${LISTEN_USAGE}\n`);
-    return;
-  }
-  const fail = (msg: string): never => {
-    throw new UsageError(`riverrun listen: ${msg}`, LISTEN_USAGE);
-  };
+      });
+  if (!line) return;
+  const { values, fail } = line;
   if (!values.channel) fail('--channel ID is required');
   if (!values.out) fail('--out FILE.ogg|FILE.wav is required');
   const format = outputFormat(values.out!) ?? fail(`--out must end in .ogg, .opus or .wav (got ${JSON.stringify(values.out)})`);

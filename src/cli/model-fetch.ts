@@ -1,10 +1,10 @@
 // `riverrun model fetch REPO [--revision R] [--dir D]`: downloads a MusicGen checkpoint from the
 // Hugging Face hub and prints the directory to pass to `--model DIR`.
 
-import { parseArgs } from 'node:util';
 import { fetchCheckpoint } from '../models/hub.ts';
 import type { FetchProgress } from '../models/hub.ts';
-import { UsageError } from './usage-error.ts';
+import { formatBytes, progressBar } from './progress.ts';
+import { parseCommandLine } from './command-line.ts';
 
 export const MODEL_FETCH_USAGE = `Usage: riverrun model fetch REPO [--revision R] [--dir D]
 
@@ -29,30 +29,17 @@ export interface ModelFetchIo {
 }
 
 export async function runModelFetch(args: string[], io: ModelFetchIo = { stdout: process.stdout, stderr: process.stderr }): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        revision: { type: 'string', short: 'r' },
-        dir: { type: 'string', short: 'd' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError(`riverrun model fetch: ${(err as Error).message}`, MODEL_FETCH_USAGE);
-  }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
-    io.stdout.write(`${MODEL_FETCH_USAGE}\n`);
-    return;
-  }
-  if (positionals.length === 0) throw new UsageError('riverrun model fetch: missing REPO (e.g. facebook/musicgen-small)', MODEL_FETCH_USAGE);
-  if (positionals.length > 1) throw new UsageError(`riverrun model fetch: expected one REPO, got ${positionals.join(' ')}`, MODEL_FETCH_USAGE);
-  if (values.revision === '') throw new UsageError('riverrun model fetch: --revision must not be empty', MODEL_FETCH_USAGE);
-  if (values.dir === '') throw new UsageError('riverrun model fetch: --dir must not be empty', MODEL_FETCH_USAGE);
+  const line = parseCommandLine('model fetch', MODEL_FETCH_USAGE, args, {
+    revision: { type: 'string', short: 'r' },
+    dir: { type: 'string', short: 'd' },
+    help: { type: 'boolean', short: 'h' },
+  }, { positionals: true, out: io.stdout });
+  if (!line) return;
+  const { values, positionals, fail } = line;
+  if (positionals.length === 0) fail('missing REPO (e.g. facebook/musicgen-small)');
+  if (positionals.length > 1) fail(`expected one REPO, got ${positionals.join(' ')}`);
+  if (values.revision === '') fail('--revision must not be empty');
+  if (values.dir === '') fail('--dir must not be empty');
 
   const bar = new ProgressReporter(io.stderr);
   let result;
@@ -142,23 +129,6 @@ class ProgressReporter {
   }
 
   private line(p: FetchProgress, now: number): string {
-    const secs = (now - this.startedAt) / 1000;
-    const rate = secs > 0.5 ? `  ${formatBytes((p.received - this.startBytes) / secs)}/s` : '';
-    if (p.total <= 0) return `${p.file}  ${formatBytes(p.received)}${rate}`;
-    const frac = Math.min(1, p.received / p.total);
-    const width = 24;
-    const filled = Math.round(frac * width);
-    const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-    return `${p.file}  [${bar}] ${(frac * 100).toFixed(0).padStart(3)}%  ${formatBytes(p.received)} / ${formatBytes(p.total)}${rate}`;
+    return `${p.file}  ${progressBar(p.received, p.total, (now - this.startedAt) / 1000, this.startBytes)}`;
   }
-}
-
-function formatBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return i === 0 ? `${Math.round(n)} B` : `${n.toFixed(1)} ${units[i]}`;
 }

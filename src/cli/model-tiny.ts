@@ -1,10 +1,10 @@
 // `riverrun model tiny --out DIR [--preset tiny|small] [--seed N]`: writes a random MusicGen
 // checkpoint in the Hugging Face layout and prints the directory to pass to `--model DIR`.
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { isPreset, PRESETS, presetWeightBytes, writeRandomCheckpoint } from '../models/presets.ts';
 import type { Preset } from '../models/presets.ts';
-import { UsageError } from './usage-error.ts';
+import { formatBytes, progressBar } from './progress.ts';
+import { parseCommandLine } from './command-line.ts';
 
 export const MODEL_TINY_USAGE = `Usage: riverrun model tiny --out DIR [--preset tiny|small] [--seed N]
 
@@ -27,35 +27,23 @@ export interface ModelTinyIo {
 }
 
 export async function runModelTiny(args: string[], io: ModelTinyIo = { stdout: process.stdout, stderr: process.stderr }): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        out: { type: 'string', short: 'o' },
-        preset: { type: 'string', short: 'p' },
-        seed: { type: 'string', short: 's' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(`riverrun model tiny: ${(err as Error).message}`, MODEL_TINY_USAGE);
-  }
-  if (values.help === true) {
-    io.stdout.write(`${MODEL_TINY_USAGE}\n`);
-    return;
-  }
-  if (values.out === undefined || values.out === '') throw new UsageError('riverrun model tiny: --out DIR is required', MODEL_TINY_USAGE);
+  const line = parseCommandLine('model tiny', MODEL_TINY_USAGE, args, {
+    out: { type: 'string', short: 'o' },
+    preset: { type: 'string', short: 'p' },
+    seed: { type: 'string', short: 's' },
+    help: { type: 'boolean', short: 'h' },
+  }, { out: io.stdout });
+  if (!line) return;
+  const { values, fail } = line;
+  if (values.out === undefined || values.out === '') return fail('--out DIR is required');
   const presetName = values.preset ?? 'tiny';
-  if (!isPreset(presetName)) throw new UsageError(`riverrun model tiny: unknown preset ${JSON.stringify(presetName)} (expected ${PRESETS.join(' or ')})`, MODEL_TINY_USAGE);
+  if (!isPreset(presetName)) return fail(`unknown preset ${JSON.stringify(presetName)} (expected ${PRESETS.join(' or ')})`);
   const preset: Preset = presetName;
   let seed = 0;
   if (values.seed !== undefined) {
     seed = /^\d+$/.test(values.seed) ? Number(values.seed) : NaN;
     if (!Number.isSafeInteger(seed) || seed > 0xffffffff) {
-      throw new UsageError(`riverrun model tiny: --seed must be an integer in [0, 4294967295], got ${JSON.stringify(values.seed)}`, MODEL_TINY_USAGE);
+      fail(`--seed must be an integer in [0, 4294967295], got ${JSON.stringify(values.seed)}`);
     }
   }
   const dir = resolve(values.out);
@@ -91,11 +79,7 @@ class Progress {
       if (now - this.lastDraw >= 100 || done >= total) {
         this.lastDraw = now;
         this.drawn = true;
-        const secs = (now - this.startedAt) / 1000;
-        const rate = secs > 0.5 ? `  ${formatBytes(done / secs)}/s` : '';
-        const width = 24;
-        const filled = Math.round(frac * width);
-        this.out.write(`\r\x1b[K[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${formatBytes(done)} / ${formatBytes(total)}${rate}`);
+        this.out.write(`\r\x1b[K${progressBar(done, total, (now - this.startedAt) / 1000)}`);
       }
     } else {
       const decile = Math.floor(frac * 10);
@@ -110,14 +94,4 @@ class Progress {
     if (this.tty && this.drawn) this.out.write('\n');
     this.drawn = false;
   }
-}
-
-function formatBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return i === 0 ? `${Math.round(n)} B` : `${n.toFixed(1)} ${units[i]}`;
 }

@@ -1,11 +1,10 @@
 // `riverrun session`: open a personal stream on a Riverrun server, record it (Ogg Opus or WAV, as
 // `riverrun listen` does), and steer it with lines typed on standard input.
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import type { GenerationConfig, PlaybackAction, RiverrunClient, WeightedPrompt } from '../../clients/sdk/index.ts';
 import { CONFIG_RANGES, TRANSITION_MS_RANGE, WEIGHT_RANGE, type NumberRange } from '../server/protocol.ts';
 import { checkUrl, DEFAULT_URL, outputFormat, parseSeconds, record } from './listen.ts';
-import { UsageError } from './usage-error.ts';
+import { parseCommandLine } from './command-line.ts';
 
 export const STEERING_HELP = `Steering lines (one per line on standard input; keywords are case-insensitive, "KEY: VALUE",
 "KEY VALUE" and "KEY=VALUE" are the same; blank lines and lines starting with # are ignored):
@@ -256,12 +255,7 @@ export function describePrompts(prompts: readonly WeightedPrompt[]): string {
 // riverrun session
 
 export async function runSession(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
+  const line = parseCommandLine('session', SESSION_USAGE, args, {
         url: { type: 'string' },
         prompt: { type: 'string' },
         seconds: { type: 'string' },
@@ -274,18 +268,9 @@ export async function runSession(args: string[]): Promise<void> {
         guidance: { type: 'string' },
         seed: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(`riverrun session: ${(err as Error).message}`, SESSION_USAGE);
-  }
-  if (values.help) {
-    process.stdout.write(`${SESSION_USAGE}\n`);
-    return;
-  }
-  const fail = (msg: string): never => {
-    throw new UsageError(`riverrun session: ${msg}`, SESSION_USAGE);
-  };
+      });
+  if (!line) return;
+  const { values, fail } = line;
   const check = <T>(f: () => T): T => {
     try {
       return f();
