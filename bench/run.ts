@@ -63,7 +63,7 @@ async function throughput(v: Variant): Promise<unknown> {
   const t = performance.now();
   const model = await ModelBundle.load(checkpoint(v.preset), { precision: v.precision, cacheDir });
   const loadS = (performance.now() - t) / 1000;
-  const text = new CachedTextEncoder(model);
+  const text = CachedTextEncoder.inProcess(model);
   const rows: Record<string, number>[] = [];
   const counts = v.preset === 'tiny' ? [1, 2, 4, 8, 16, 32] : [1, 2, 4, 8];
   for (const n of counts) {

@@ -19,7 +19,7 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-core-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
   model = await ModelBundle.load(join(work, 'tiny'), { cacheDir: join(work, 'cache'), threads: 1 });
-  text = new CachedTextEncoder(model);
+  text = CachedTextEncoder.inProcess(model);
 });
 afterAll(async () => {
   await model.close();

@@ -3,9 +3,10 @@
 // a worker: the main thread only moves small messages and packets.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelBundle } from '../models/model-bundle.ts';
-import { EngineCore, defaultEngineOptions, type TextEncoderService } from './engine-core.ts';
+import { EngineCore, defaultEngineOptions } from './engine-core.ts';
 import type { EngineEvent, EngineRequest, EngineWorkerData } from './engine-protocol.ts';
 import type { PromptEncoding } from './row-pool.ts';
+import { CachedTextEncoder } from './text-encoder.ts';
 import { spawnTsWorker } from './ts-worker.ts';
 
 const data = (workerData as { data: EngineWorkerData }).data;
@@ -13,10 +14,9 @@ const port = parentPort!;
 const post = (event: EngineEvent, transfer: ArrayBuffer[] = []): void => port.postMessage(event, transfer);
 
 /** Text encoding in its own worker; encodings come back as transferred buffers. */
-class TextEncoderWorker implements TextEncoderService {
+class TextEncoderWorker {
   private readonly worker = spawnTsWorker(new URL('./text-encoder-worker.ts', import.meta.url), { ...data, engine: undefined });
   private readonly waiting = new Map<number, { resolve: (e: PromptEncoding) => void; reject: (e: Error) => void }>();
-  private readonly cache = new Map<string, Promise<PromptEncoding>>();
   private next = 0;
   readonly ready: Promise<void>;
 
@@ -34,13 +34,8 @@ class TextEncoderWorker implements TextEncoderService {
   }
 
   encode(text: string): Promise<PromptEncoding> {
-    const hit = this.cache.get(text);
-    if (hit) return hit;
     const id = this.next++;
     const p = new Promise<PromptEncoding>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
-    p.catch(() => this.cache.delete(text));
-    this.cache.set(text, p);
-    if (this.cache.size > 256) this.cache.delete(this.cache.keys().next().value!);
     this.worker.postMessage({ id, text });
     return p;
   }
@@ -58,7 +53,7 @@ try {
   model = await ModelBundle.load(data.modelDir, { precision: data.precision, device: data.device, threads: data.threads, cacheDir: data.cacheDir, log: (message) => post({ type: 'log', message }) });
   text = new TextEncoderWorker();
   await text.ready;
-  core = new EngineCore(model, text, { ...defaultEngineOptions(model), ...data.engine }, {
+  core = new EngineCore(model, new CachedTextEncoder((t) => text.encode(t)), { ...defaultEngineOptions(model), ...data.engine }, {
     packets: (id, packets) => {
       // Each packet gets a buffer of its own, so that transferring it moves nothing else.
       const own = packets.map((p) => (p.data.byteOffset === 0 && p.data.byteLength === p.data.buffer.byteLength ? p : { ...p, data: p.data.slice() }));

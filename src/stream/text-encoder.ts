@@ -7,7 +7,16 @@ import type { PromptEncoding } from './row-pool.ts';
 export class CachedTextEncoder implements TextEncoderService {
   private readonly cache = new Map<string, Promise<PromptEncoding>>();
 
-  constructor(private readonly model: ModelBundle, private readonly maxEntries = 256) {}
+  /** `encode` does the work (in this thread, or in the text-encoder worker). */
+  constructor(private readonly encodeText: (text: string) => Promise<PromptEncoding>, private readonly maxEntries = 256) {}
+
+  /** Encodes with the model in this thread (tests, benchmarks). */
+  static inProcess(model: ModelBundle): CachedTextEncoder {
+    return new CachedTextEncoder(async (text) => {
+      const e = await model.encodeText([model.tokenize(text)]);
+      return { tokens: e.tokens, keys: e.keys, values: e.values };
+    });
+  }
 
   encode(text: string): Promise<PromptEncoding> {
     const hit = this.cache.get(text);
@@ -17,7 +26,7 @@ export class CachedTextEncoder implements TextEncoderService {
       this.cache.set(text, hit);
       return hit;
     }
-    const p = this.model.encodeText([this.model.tokenize(text)]).then((e) => ({ tokens: e.tokens, keys: e.keys, values: e.values }));
+    const p = this.encodeText(text);
     p.catch(() => this.cache.delete(text));
     this.cache.set(text, p);
     while (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
