@@ -9,7 +9,7 @@ import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { parseServeArgs } from '../src/server/config.ts';
+import { parseServeArgs } from '../src/cli/serve.ts';
 import { startServer, type RiverrunServer } from '../src/server/server.ts';
 import { decodeWav } from '../src/stream/wav.ts';
 import { parsePromptList, parseSteeringLine } from '../src/cli/session.ts';
@@ -23,7 +23,7 @@ let url: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-cli-listen-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
-  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'], {});
+  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'], {})!;
   server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
   url = `ws://127.0.0.1:${server.port}`;
 }, 60_000);

@@ -20,7 +20,7 @@ import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { pino } from 'pino';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { parseServeArgs } from '../src/server/config.ts';
+import { parseServeArgs } from '../src/cli/serve.ts';
 import { startServer, type RiverrunServer } from '../src/server/server.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
@@ -585,7 +585,7 @@ describe.skipIf(!ICECAST)('a Riverrun channel relayed by a real icecast2', () =>
     writeRandomCheckpoint(path.join(work, 'tiny'), 'tiny', { seed: 0 });
     const channels = path.join(work, 'channels.json');
     writeFileSync(channels, JSON.stringify([{ id: 'radio', name: 'Test Radio', prompts: [{ text: 'calm piano', weight: 1 }], icecast: `http://source:${PASSWORD}@127.0.0.1:${ice.port}/radio.ogg` }]));
-    const config = parseServeArgs(['--model', path.join(work, 'tiny'), '--channels', channels, '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000'], {});
+    const config = parseServeArgs(['--model', path.join(work, 'tiny'), '--channels', channels, '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000'], {})!;
     server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: path.join(work, 'cache') });
   }, 60_000);
 

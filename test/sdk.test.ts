@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RiverrunClient, RiverrunConnectError, backoffDelay, isRetryable, normalizeUrl, type RiverrunEvents } from '../clients/sdk/index.ts';
 import { DEFAULT_RECONNECT } from '../clients/sdk/backoff.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { parseServeArgs } from '../src/server/config.ts';
+import { parseServeArgs } from '../src/cli/serve.ts';
 import { startServer, type RiverrunServer } from '../src/server/server.ts';
 
 let work: string;
@@ -30,7 +30,7 @@ function freePort(): Promise<number> {
 }
 
 function start(): Promise<RiverrunServer> {
-  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', String(port), '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'], {});
+  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', String(port), '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'], {})!;
   return startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
 }
 

@@ -7,7 +7,8 @@ import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { parseServeArgs, type ServerConfig } from '../src/server/config.ts';
+import { parseServeArgs } from '../src/cli/serve.ts';
+import type { ServerConfig } from '../src/server/config.ts';
 import { startServer, type RiverrunServer } from '../src/server/server.ts';
 import { TestClient, type Msg } from './helpers/ws-client.ts';
 
@@ -20,7 +21,7 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-server-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
   config = parseServeArgs(['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--token', 'op-secret:operator', '--token', 'ear-secret:listener',
-    '--anonymous-role', 'session', '--max-sessions', '2', '--lead-ms', '1000', '--window-seconds', '4', '--allow-origin', 'http://good.example'], {});
+    '--anonymous-role', 'session', '--max-sessions', '2', '--lead-ms', '1000', '--window-seconds', '4', '--allow-origin', 'http://good.example'], {})!;
   config.limits = { ...config.limits, steeringPerSecond: 2, steeringBurst: 4, skipAfterBytes: 64 * 1024, closeAfterBytes: 256 * 1024, closeAfterMs: 3000 };
   server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
   ws = `ws://127.0.0.1:${server.port}/v1/ws`;

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { parseServeArgs } from '../src/server/config.ts';
+import { parseServeArgs } from '../src/cli/serve.ts';
 import { startServer, type RiverrunServer } from '../src/server/server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -229,7 +229,7 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     const config = parseServeArgs(
       ['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--token', 'op-secret:operator', '--anonymous-role', 'session', '--lead-ms', '1000', '--window-seconds', '4'],
       {},
-    );
+    )!;
     server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
     browser = await chromium.launch({
       executablePath: CHROMIUM,

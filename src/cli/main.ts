@@ -1,5 +1,5 @@
 // The `riverrun` command: dispatches to one module per subcommand.
-import { runServe } from '../server/main.ts';
+import { runServe } from './serve.ts';
 import { runGenerate } from './generate.ts';
 import { runListen } from './listen.ts';
 import { runSession } from './session.ts';
