@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Precision } from '../models/graphs/linear.ts';
 import type { Device } from '../models/model-bundle.ts';
 import type { ChannelSpec } from './channel.ts';
-import { CHANNEL_ID_PATTERN, DEFAULT_PROTOCOL_LIMITS } from './protocol.ts';
+import { CHANNEL_ID_PATTERN, DEFAULT_PROTOCOL_LIMITS, parseStreamControls } from './protocol.ts';
 
 export type Role = 'listener' | 'session' | 'operator';
 export const ROLES: readonly Role[] = ['listener', 'session', 'operator'];
@@ -63,6 +63,8 @@ export const DEFAULT_CHANNELS: ChannelSpec[] = [
   { id: 'radio', name: 'Riverrun Radio', prompts: [{ text: 'calm ambient piano with soft pads', weight: 1 }] },
 ];
 
+const CHANNEL_FIELDS = ['id', 'name', 'prompts', 'config', 'channels', 'icecast'];
+
 /** Reads and checks a channels file; errors name the file and the channel at fault. */
 export function loadChannels(path: string): ChannelSpec[] {
   const fail = (msg: string): never => {
@@ -78,22 +80,26 @@ export function loadChannels(path: string): ChannelSpec[] {
   const seen = new Set<string>();
   return (raw as Record<string, unknown>[]).map((c, i) => {
     const where = `${path}: channel ${i}`;
-    if (typeof c !== 'object' || c === null) fail(`${where} is not an object`);
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) fail(`${where} is not an object`);
+    const unknown = Object.keys(c).find((k) => !CHANNEL_FIELDS.includes(k));
+    if (unknown !== undefined) fail(`${where}: unknown field ${JSON.stringify(unknown)} (known: ${CHANNEL_FIELDS.join(', ')})`);
     const id = c.id;
     if (typeof id !== 'string' || !CHANNEL_ID_PATTERN.test(id)) fail(`${where}: id must match ${CHANNEL_ID_PATTERN}`);
     if (seen.has(id as string)) fail(`${where}: duplicate id ${id}`);
     seen.add(id as string);
-    const prompts = c.prompts;
-    if (!Array.isArray(prompts) || prompts.length === 0 || !prompts.every((p) => typeof p?.text === 'string' && p.text.trim() !== '' && typeof p?.weight === 'number' && p.weight >= 0)) {
-      fail(`${where}: prompts must be a non-empty list of {text, weight}`);
+    let controls;
+    try {
+      controls = parseStreamControls(c.prompts, c.config, `channel ${id as string}`);
+    } catch (err) {
+      return fail(`${where}: ${(err as Error).message}`);
     }
     if (c.channels !== undefined && c.channels !== 1 && c.channels !== 2) fail(`${where}: channels must be 1 or 2`);
     if (c.icecast !== undefined && typeof c.icecast !== 'string') fail(`${where}: icecast must be a URL string`);
     return {
       id: id as string,
       name: typeof c.name === 'string' ? c.name : (id as string),
-      prompts: prompts as ChannelSpec['prompts'],
-      config: (c.config ?? undefined) as ChannelSpec['config'],
+      prompts: controls.prompts,
+      config: controls.config,
       channels: c.channels as 1 | 2 | undefined,
       icecast: c.icecast as string | undefined,
     };

@@ -433,6 +433,23 @@ function parseConfig(v: unknown, path: string, messageType: string): Partial<Gen
   return config;
 }
 
+/** JSON objects as the Maps msgpack decoding gives, so that configuration files share the validation. */
+function jsonToFields(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(jsonToFields);
+  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) return new Map(Object.entries(v).map(([k, x]) => [k, jsonToFields(x)]));
+  return v;
+}
+
+/**
+ * Checks the prompts and config of a configured stream (a channel in a channels file) with the rules
+ * of protocol v1; throws a ProtocolError naming the field at `path`.
+ */
+export function parseStreamControls(prompts: unknown, config: unknown, path: string, limits: ProtocolLimits = DEFAULT_PROTOCOL_LIMITS): { prompts: WeightedPrompt[]; config?: Partial<GenerationConfig> } {
+  const out: { prompts: WeightedPrompt[]; config?: Partial<GenerationConfig> } = { prompts: parsePrompts(jsonToFields(prompts), `${path}.prompts`, 'channel', limits) };
+  if (config !== undefined && config !== null) out.config = parseConfig(jsonToFields(config), `${path}.config`, 'channel');
+  return out;
+}
+
 function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
   const msg: SetupMessage = { type: 'setup' };
   const token = get(m, 'token');

@@ -1,0 +1,84 @@
+// `riverrun serve` configuration: flags, environment, channels files, and clear errors.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseServeArgs } from '../src/cli/serve.ts';
+import { UsageError } from '../src/cli/usage-error.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'riverrun-serve-args-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function channelsFile(content: unknown): string {
+  const path = join(work, `channels-${Math.random()}.json`);
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+describe('riverrun serve configuration', () => {
+  it('defaults: one radio channel, port 8080, anyone may open a session', () => {
+    const c = parseServeArgs([], {})!;
+    expect(c.port).toBe(8080);
+    expect(c.channels.map((x) => x.id)).toEqual(['radio']);
+    expect(c.anonymousRole).toBe('session');
+    expect(c.modelDir).toBeNull();
+  });
+
+  it('flags win over the environment; tokens make anonymous connections listeners', () => {
+    const c = parseServeArgs(['--port', '9000', '--token', 'abc:operator'], { PORT: '7000', RIVERRUN_MODEL: '/m', RIVERRUN_TOKENS: 'x:listener', RIVERRUN_PRECISION: 'q4' })!;
+    expect(c.port).toBe(9000);
+    expect(c.modelDir).toBe('/m');
+    expect(c.precision).toBe('q4');
+    expect([...c.tokens]).toEqual([['abc', 'operator']]);
+    expect(c.anonymousRole).toBe('listener');
+    const e = parseServeArgs([], { RIVERRUN_TOKENS: 'x:listener, y:session', RIVERRUN_ALLOWED_ORIGINS: 'https://a.example' })!;
+    expect([...e.tokens]).toEqual([['x', 'listener'], ['y', 'session']]);
+    expect(e.allowedOrigins).toEqual(['https://a.example']);
+  });
+
+  it('rejects bad values with usage errors that say what is wrong', () => {
+    const bad: [string[], RegExp][] = [
+      [['--precision', 'q3'], /--precision must be one of fp32, q8, q4/],
+      [['--device', 'tpu'], /--device must be one of/],
+      [['--port', '99999'], /--port must be an integer/],
+      [['--token', 'nocolon'], /TOKEN:ROLE/],
+      [['--token', 'a:admin'], /TOKEN:ROLE/],
+      [['--anonymous-role', 'root'], /--anonymous-role/],
+      [['--frobnicate'], /Unknown option/],
+      [['stray'], /unexpected argument/],
+    ];
+    for (const [args, message] of bad) {
+      expect(() => parseServeArgs(args, {}), args.join(' ')).toThrow(UsageError);
+      expect(() => parseServeArgs(args, {}), args.join(' ')).toThrow(message);
+    }
+  });
+
+  it('reads a channels file and checks it with the protocol rules', () => {
+    const ok = channelsFile([{ id: 'lofi', name: 'Lofi', prompts: [{ text: 'lofi beat', weight: 1 }], config: { temperature: 0.9 }, channels: 1 }]);
+    const c = parseServeArgs(['--channels', ok], {})!;
+    expect(c.channels).toEqual([{ id: 'lofi', name: 'Lofi', prompts: [{ text: 'lofi beat', weight: 1 }], config: { temperature: 0.9 }, channels: 1, icecast: undefined }]);
+    const cases: [unknown, RegExp][] = [
+      ['not json', /cannot read channels file/],
+      [[], /non-empty JSON list/],
+      [[{ id: 'Bad Id', prompts: [{ text: 'a', weight: 1 }] }], /id must match/],
+      [[{ id: 'a', prompts: [] }], /needs at least one prompt/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], config: { topP: 3 } }], /config\.topP/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], config: { seed: 1, warp: 9 } }], /warp/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], extra: 1 }], /unknown field "extra"/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }] }, { id: 'a', prompts: [{ text: 'b', weight: 1 }] }], /duplicate id a/],
+    ];
+    for (const [content, message] of cases) expect(() => parseServeArgs(['--channels', channelsFile(content)], {})).toThrow(message);
+  });
+
+  it('--help prints the usage and returns null', () => {
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => out.push(s)) as typeof process.stdout.write;
+    try {
+      expect(parseServeArgs(['--help'], {})).toBeNull();
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(out.join('')).toContain('Usage: riverrun serve');
+  });
+});
