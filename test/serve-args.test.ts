@@ -73,7 +73,7 @@ describe('riverrun serve configuration', () => {
   it('--help prints the usage and returns null', () => {
     const out: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => out.push(s)) as typeof process.stdout.write;
+    process.stdout.write = ((s: string) => out.push(s) > 0) as typeof process.stdout.write;
     try {
       expect(parseServeArgs(['--help'], {})).toBeNull();
     } finally {
