@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""Stage 2: train the T5 text encoder, enc_to_dec_proj and the MusicGen delay-pattern decoder on the
+codec's tokens (RUN/codes.npz from `train_codec.py --encode-codes`) with captions.
+
+Teacher forcing on the delayed sequence (column 0 = start token V, codebook k shifted right by k + 1,
+pad V elsewhere; the loss skips pad targets), cross-entropy summed over the 4 codebooks' heads.
+Caption dropout: with probability --cond-drop a row's text is replaced by the null condition that
+classifier-free guidance uses at inference (all-zero encoder output, all-zero cross-attention mask), so
+the model learns p(x) and p(x | text) together. Captions are re-drawn from the clip's parameters
+(generate.make_caption) half of the time, so every field is learnt on its own.
+
+    /usr/bin/python3 training/train_lm.py --data DATA --codec-run CODEC_RUN --run LM_RUN [--steps 15000]
+    /usr/bin/python3 training/train_lm.py --data DATA --codec-run CODEC_RUN --run LM_RUN --export CHECKPOINT_DIR
+
+LM_RUN/model_config.json holds the full MusicGen config, LM_RUN/lm_args.json the arguments, LM_RUN/lm.pt
+the latest state, LM_RUN/lm_log.jsonl the log: running the command again resumes (arguments not given
+again come from lm_args.json).
+--export writes a Hugging Face MusicGen checkpoint directory (codec weights from CODEC_RUN/codec.pt).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+
+import common  # noqa: F401  (sets sys.path)
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import musicgen_hf as M
+from common import Logger, cosine_lr, resolve_run_args, load_index, save_torch, setup_threads, split_index
+from generate import CAPTION_WORDS, make_caption
+from text_tokenizer import CaptionTokenizer, build_vocab
+
+
+def model_config(args, codec_cfg: dict, vocab_size: int) -> dict:
+    cfg = M.make_config(
+        text_vocab=vocab_size, t5_d_model=args.t5_dim, t5_d_kv=args.t5_dim // args.t5_heads, t5_d_ff=2 * args.t5_dim,
+        t5_layers=args.t5_layers, t5_heads=args.t5_heads, dec_hidden=args.dim, dec_layers=args.layers, dec_heads=args.heads,
+        dec_ffn=4 * args.dim, max_positions=args.max_positions, codebook_size=codec_cfg["codebook_size"],
+        codec_hidden=codec_cfg["hidden_size"], codec_filters=codec_cfg["num_filters"], codec_lstm_layers=codec_cfg["num_lstm_layers"],
+    )
+    cfg["audio_encoder"] = codec_cfg
+    return cfg
+
+
+class Batches:
+    def __init__(self, entries, codes: np.ndarray, index: np.ndarray, tok: CaptionTokenizer, frames: int, V: int, seed: int):
+        pos = {int(i): n for n, i in enumerate(index)}
+        self.items = [(e, pos[e["index"]]) for e in entries if e["index"] in pos]
+        if not self.items:
+            raise SystemExit("no clip of the index has codes")
+        self.codes, self.tok, self.frames, self.V = codes, tok, frames, V
+        self.rng = random.Random(seed)
+
+    def batch(self, size: int, cond_drop: float):
+        rng = self.rng
+        texts, seqs, drop = [], [], []
+        T = self.codes.shape[-1]
+        for _ in range(size):
+            e, n = self.items[rng.randrange(len(self.items))]
+            start = rng.randrange(T - self.frames + 1) if self.frames < T else 0
+            seqs.append(torch.from_numpy(self.codes[n, :, start : start + self.frames].astype(np.int64)))
+            texts.append(e["caption"] if rng.random() < 0.5 else make_caption(e["params"], rng))
+            drop.append(rng.random() < cond_drop)
+        ids = [self.tok.encode(t) for t in texts]
+        L = max(len(i) for i in ids)
+        text = torch.zeros(size, L, dtype=torch.long)
+        mask = torch.zeros(size, L, dtype=torch.long)
+        for b, i in enumerate(ids):
+            text[b, : len(i)] = torch.tensor(i)
+            mask[b, : len(i)] = 0 if drop[b] else 1
+        return text, mask, M.delay_codes(torch.stack(seqs), self.V)
+
+
+def lm_loss(model: M.MusicgenModel, text, mask, seq, V: int):
+    """Teacher-forced cross-entropy: logits at position t predict column t + 1 of every codebook."""
+    inp, tgt = seq[:, :, :-1], seq[:, :, 1:]
+    h = model.decoder.model.decoder(inp, model.encode_text(text, mask), mask)  # [B, T, d]
+    valid = tgt != V
+    per_cb = []
+    # Each head only on the positions it is scored at: no [B, K, T, V] tensor (its slicing backward
+    # zero-fills and adds full-size gradients, which took half of the step time).
+    for k, head in enumerate(model.decoder.lm_heads):
+        vk = valid[:, k]
+        per_cb.append(F.cross_entropy(head(h[vk]), tgt[:, k][vk]))
+    return torch.stack(per_cb).mean(), per_cb
+
+
+def lm_parameters(model: M.MusicgenModel):
+    return [p for n, p in model.named_parameters() if not n.startswith("audio_encoder.")]
+
+
+def load_codec(model: M.MusicgenModel, codec_run: str) -> None:
+    st = torch.load(os.path.join(codec_run, "codec.pt"))
+    model.audio_encoder.load_state_dict(st["model"])
+
+
+def lm_state(model: M.MusicgenModel) -> dict:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("audio_encoder.")}
+
+
+def train(args) -> None:
+    setup_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.run, exist_ok=True)
+    vocab = build_vocab(CAPTION_WORDS)
+    tok = CaptionTokenizer(vocab)
+    with open(os.path.join(args.codec_run, "codec_config.json")) as f:
+        codec_cfg = json.load(f)
+    cfg_path = os.path.join(args.run, "model_config.json")
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+    else:
+        cfg = model_config(args, codec_cfg, len(vocab))
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f, indent=2)
+    if cfg["text_encoder"]["vocab_size"] != len(vocab):
+        raise SystemExit("the caption vocabulary changed since this run started")
+    V = cfg["decoder"]["vocab_size"]
+    model = M.MusicgenModel(cfg)
+    params = lm_parameters(model)
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    ckpt_path = os.path.join(args.run, "lm.pt")
+    step = 0
+    if os.path.exists(ckpt_path):
+        st = torch.load(ckpt_path)
+        model.load_state_dict(st["model"], strict=False)
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        print(f"resumed {ckpt_path} at step {step}")
+    data = np.load(os.path.join(args.codec_run, "codes.npz"))
+    codes, index = data["codes"], data["index"]
+    T = codes.shape[-1]
+    frames = min(args.frames or T, T)
+    if frames + cfg["decoder"]["num_codebooks"] > cfg["decoder"]["max_position_embeddings"]:
+        raise SystemExit(f"{frames} frames + delay do not fit max_position_embeddings {cfg['decoder']['max_position_embeddings']}")
+    entries = load_index(args.data)
+    train_e, valid_e = split_index(entries)
+    batches = Batches(train_e, codes, index, tok, frames, V, args.seed * 1000 + step)
+    valid = Batches(valid_e, codes, index, tok, frames, V, 12345) if valid_e else None
+    log = Logger(os.path.join(args.run, "lm_log.jsonl"))
+    n_params = sum(p.numel() for p in params)
+    print(f"lm: {n_params / 1e6:.2f} M parameters (text encoder + projection + decoder), {len(batches.items)} train clips, "
+          f"batch {args.batch} x {frames} frames, caption dropout {args.cond_drop}")
+    model.train()
+    t_last, s_last = time.time(), step
+    while step < args.steps:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
+        text, mask, seq = batches.batch(args.batch, args.cond_drop)
+        loss, per_cb = lm_loss(model, text, mask, seq, V)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % args.log_every == 0 or step == args.steps:
+            now = time.time()
+            log.log(stage="lm", step=step, loss=float(loss), per_codebook=[round(float(x), 3) for x in per_cb],
+                    lr=opt.param_groups[0]["lr"], steps_per_s=(step - s_last) / (now - t_last))
+            t_last, s_last = now, step
+        if step % args.save_every == 0 or step == args.steps:
+            save_torch(ckpt_path, {"model": lm_state(model), "opt": opt.state_dict(), "step": step, "config": cfg})
+            if valid is not None:
+                log.log(stage="lm-valid", step=step, **evaluate(model, valid, V))
+
+
+@torch.no_grad()
+def evaluate(model: M.MusicgenModel, valid: Batches, V: int) -> dict:
+    """Held-out loss with the caption and with the null condition: their gap is what guidance uses."""
+    model.eval()
+    saved = valid.rng.getstate()
+    text, mask, seq = valid.batch(8, 0.0)
+    valid.rng.setstate(saved)
+    cond, _ = lm_loss(model, text, mask, seq, V)
+    uncond, _ = lm_loss(model, text, torch.zeros_like(mask), seq, V)
+    model.train()
+    return {"valid_loss": float(cond), "valid_loss_null_text": float(uncond)}
+
+
+def export(args) -> None:
+    with open(os.path.join(args.run, "model_config.json")) as f:
+        cfg = json.load(f)
+    model = M.MusicgenModel(cfg)
+    st = torch.load(os.path.join(args.run, "lm.pt"))
+    missing, unexpected = model.load_state_dict(st["model"], strict=False)
+    if unexpected or any(not k.startswith("audio_encoder.") for k in missing):
+        raise SystemExit(f"lm.pt does not match model_config.json: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    load_codec(model, args.codec_run)
+    vocab = build_vocab(CAPTION_WORDS)
+    gen = M.make_generation_config(cfg, top_k=args.top_k, guidance=args.guidance)
+    M.save_checkpoint(args.export, model, vocab, gen, extra_config={"riverrun_demo": {"lm_steps": st["step"], "codec_steps": torch.load(os.path.join(args.codec_run, "codec.pt"))["step"]}})
+    print(f"exported {args.export} (lm step {st['step']})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--codec-run", required=True)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--steps", type=int, default=15000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=500, help="frames per example, a random crop of the clip (0 = whole clips)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--cond-drop", type=float, default=0.15)
+    ap.add_argument("--dim", type=int, default=256, help="decoder hidden size")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--t5-dim", type=int, default=128)
+    ap.add_argument("--t5-layers", type=int, default=2)
+    ap.add_argument("--t5-heads", type=int, default=4)
+    ap.add_argument("--max-positions", type=int, default=512)
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--save-every", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export", default=None, help="write a Hugging Face MusicGen checkpoint here instead of training")
+    ap.add_argument("--top-k", type=int, default=250)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    args = ap.parse_args()
+    if args.export:
+        export(args)
+    else:
+        train(resolve_run_args(ap, args, os.path.join(args.run, "lm_args.json")))
+
+
+if __name__ == "__main__":
+    main()
