@@ -3,17 +3,12 @@ import { OpusDecoder } from 'opus-decoder';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FRAME_SAMPLES, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 import type { OpusPacket } from '../src/stream/opus-packetizer.ts';
+import { Rng } from '../src/stream/rng.ts';
 
-/** Deterministic PRNG (mulberry32). */
+/** Uniform in [0, 1) from the project's seeded generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 function sine(n: number, freq: number, amp: number): Float32Array {

@@ -27,20 +27,15 @@ import type { Precision } from '../src/models/graphs/linear.ts';
 import { GraphBuilder, MS_DOMAIN } from '../src/models/onnx/graph-builder.ts';
 import { packNBits, QUANT_BLOCK, unpackNBits } from '../src/models/onnx/quantize.ts';
 import type { PackedNBits } from '../src/models/onnx/quantize.ts';
+import { Rng } from '../src/stream/rng.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'riverrun-quantize-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+/** Uniform in [0, 1) from the project's seeded generator. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 /** [n, k] weights, U(-0.05, 0.05) plus a per-block offset of -0.08, 0 or 0.08. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Resampler, resample } from '../src/stream/resampler.ts';
 import type { ResamplerQuality } from '../src/stream/resampler.ts';
+import { Rng } from '../src/stream/rng.ts';
 
 function sine(n: number, freq: number, rate: number, amp = 0.5, phase = 0): Float32Array {
   const x = new Float32Array(n);
@@ -41,16 +42,10 @@ function rms(y: Float32Array, skip: number): number {
   return Math.sqrt(s / (y.length - 2 * skip));
 }
 
-/** Deterministic PRNG (mulberry32). */
+/** Uniform in [0, 1) from the project's seeded generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 function runChunked(r: Resampler, x: Float32Array, sizes: () => number): Float32Array {
