@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AudioFileError, decodeAudioFile, decodeToMono, detectAudioFormat, toMono } from '../src/stream/audio-file.ts';
 import { OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 import { encodeWavFloat32 } from '../src/stream/wav.ts';
+import { oggCrc32 } from '../src/stream/ogg-muxer.ts';
 
 // ---- test-only writers -------------------------------------------------------------------------------
 
@@ -22,22 +23,6 @@ function encodeWav16(samples: Float32Array, sampleRate: number, channels: number
   b.writeUInt32LE(samples.length * 2, 40);
   for (let i = 0; i < samples.length; i++) b.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(samples[i]! * 32768))), 44 + i * 2);
   return new Uint8Array(b.buffer, b.byteOffset, b.length);
-}
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let r = i << 24;
-    for (let k = 0; k < 8; k++) r = r & 0x80000000 ? (r << 1) ^ 0x04c11db7 : r << 1;
-    t[i] = r >>> 0;
-  }
-  return t;
-})();
-
-function oggCrc(bytes: Uint8Array): number {
-  let crc = 0;
-  for (const b of bytes) crc = ((crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ b) & 0xff]!) >>> 0;
-  return crc;
 }
 
 /** One Ogg page holding whole packets (RFC 3533). */
@@ -61,7 +46,7 @@ function oggPage(packets: Uint8Array[], granule: bigint, serial: number, seq: nu
   page[26] = lacing.length;
   Buffer.from(lacing).copy(page, 27);
   body.copy(page, 27 + lacing.length);
-  page.writeUInt32LE(oggCrc(page), 22);
+  page.writeUInt32LE(oggCrc32(page), 22);
   return page;
 }
 
