@@ -136,6 +136,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     for (const [id, feed] of feeds) {
       engine.status(id).then(
         (s) => {
+          if (feeds.get(id) !== feed) return; // closed meanwhile: leave its series removed
           feed.status = s;
           metrics.realtimeFactor.set({ stream: id }, s.rtf);
           metrics.leadSeconds.set({ stream: id }, s.leadMs / 1000);
