@@ -708,17 +708,18 @@ def hf_state_dict(model: MusicgenModel) -> Dict[str, torch.Tensor]:
     return {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in sd.items()}
 
 
-def write_safetensors(path: str, tensors: Dict[str, torch.Tensor]) -> None:
-    """Standard safetensors: 8-byte LE header length, JSON header (sorted names, F32, data_offsets),
-    padded with spaces to a multiple of 8, raw little-endian data."""
+def write_safetensors(path: str, tensors: Dict[str, torch.Tensor], dtype: str = "F32") -> None:
+    """Standard safetensors: 8-byte LE header length, JSON header (sorted names, F32 or F16,
+    data_offsets), padded with spaces to a multiple of 8, raw little-endian data."""
+    np_dtype = {"F32": "<f4", "F16": "<f2"}[dtype]
     names = sorted(tensors)
     header: Dict[str, dict] = {"__metadata__": {"format": "pt"}}
     offset = 0
     blobs = []
     for n in names:
-        a = tensors[n].numpy().astype("<f4", copy=False)
+        a = tensors[n].numpy().astype(np_dtype, copy=False)
         b = a.tobytes(order="C")
-        header[n] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        header[n] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
         offset += len(b)
         blobs.append(b)
     js = json.dumps(header, separators=(",", ":")).encode()
@@ -763,10 +764,11 @@ def load_hf_weights(model: MusicgenModel, tensors: Dict[str, np.ndarray], strict
     model.load_state_dict({k: torch.from_numpy(np.asarray(tensors[k], dtype=np.float32)) for k in sd if k in tensors}, strict=strict)
 
 
-def save_checkpoint(out_dir: str, model: MusicgenModel, vocab: Sequence[Tuple[str, float]], generation: Optional[dict] = None, extra_config: Optional[dict] = None) -> None:
+def save_checkpoint(out_dir: str, model: MusicgenModel, vocab: Sequence[Tuple[str, float]], generation: Optional[dict] = None,
+                    extra_config: Optional[dict] = None, dtype: str = "F32") -> None:
     """Writes a Hugging Face MusicGen checkpoint directory: config.json, generation_config.json,
-    tokenizer.json / tokenizer_config.json / special_tokens_map.json, model.safetensors (last, via a
-    rename: a complete model.safetensors means a complete checkpoint)."""
+    tokenizer.json / tokenizer_config.json / special_tokens_map.json, model.safetensors (F32 or F16;
+    last, via a rename: a complete model.safetensors means a complete checkpoint)."""
     from text_tokenizer import tokenizer_files  # noqa: E402 (training/ is on sys.path for every script)
 
     os.makedirs(out_dir, exist_ok=True)
@@ -784,11 +786,13 @@ def save_checkpoint(out_dir: str, model: MusicgenModel, vocab: Sequence[Tuple[st
             json.dump(obj, f, indent=2, ensure_ascii=False)
             f.write("\n")
 
+    if dtype == "F16":
+        config["torch_dtype"] = "float16"
     dump("config.json", config)
     dump("generation_config.json", generation or make_generation_config(config))
     for name, obj in tokenizer_files(vocab).items():
         dump(name, obj)
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), hf_state_dict(model))
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), hf_state_dict(model), dtype)
 
 
 # ------------------------------------------------------------------------------------------------

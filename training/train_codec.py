@@ -107,14 +107,29 @@ def train(args) -> None:
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
             cfg = json.load(f)
+    elif args.init_from:  # the architecture of the run we start from
+        with open(os.path.join(os.path.dirname(args.init_from), "codec_config.json")) as f:
+            cfg = json.load(f)
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f, indent=2)
     else:
         cfg = codec_config(args)
         with open(cfg_path, "w") as f:
             json.dump(cfg, f, indent=2)
     model = M.EncodecModel(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(args.beta1, 0.99), weight_decay=1e-4)
+    if args.decoder_only:
+        # Encoder and codebooks frozen (their codes are what the LM trains on); only the decoder learns,
+        # on quantised latents: the codes a trained codec gives are final while its decoder improves.
+        for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
+            p.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=args.lr, betas=(args.beta1, 0.99), weight_decay=1e-4)
     ckpt_path = os.path.join(args.run, "codec.pt")
     step = 0
+    if args.init_from and not os.path.exists(ckpt_path):
+        st = torch.load(args.init_from)
+        model.load_state_dict(st["model"])
+        print(f"initialised from {args.init_from} (step {st['step']})")
     if os.path.exists(ckpt_path):
         st = torch.load(ckpt_path)
         model.load_state_dict(st["model"])
@@ -132,14 +147,20 @@ def train(args) -> None:
     while step < args.steps:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
-        if step >= args.vq_start and not bool(model.quantizer.layers[0].codebook.inited.item()):
+        if not args.decoder_only and step >= args.vq_start and not bool(model.quantizer.layers[0].codebook.inited.item()):
             with torch.no_grad():
                 lat = torch.cat([model.encoder(seg.batch(args.batch)) for _ in range(args.init_batches)])
             model.quantizer.init_from(lat)
             log.log(stage="codec", step=step, event=f"k-means init of the codebooks on {lat.shape[0] * lat.shape[2]} latent frames")
         x = seg.batch(args.batch)
-        emb = model.encoder(x)
-        if step >= args.vq_start:
+        if args.decoder_only:
+            with torch.no_grad():
+                emb = model.quantizer.decode(model.encode_codes(x))
+        else:
+            emb = model.encoder(x)
+        if args.decoder_only:
+            q, commit = emb, emb.new_zeros(())
+        elif step >= args.vq_start:
             q, commit, _ = model.quantizer.train_forward(emb)
         else:  # autoencoder warm-up: the latent learns to carry the signal before it is quantised
             q, commit = emb, emb.new_zeros(())
@@ -149,7 +170,7 @@ def train(args) -> None:
         loss = args.w_l1 * l1 + args.w_spec * spec + args.w_commit * commit
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(trained, 5.0)
         opt.step()
         step += 1
         if step % args.log_every == 0 or step == args.steps:
@@ -172,16 +193,17 @@ def encode_codes(args) -> None:
     model = M.EncodecModel(cfg).eval()
     model.load_state_dict(torch.load(os.path.join(args.run, "codec.pt"))["model"])
     entries = load_index(args.data)
+    lens = {wav_frames(os.path.join(args.data, e["file"])) for e in entries}
+    if len(lens) != 1:
+        raise SystemExit(f"clips of different lengths ({sorted(lens)} samples); generate them with one --seconds")
+    n = lens.pop()
     idx, codes = [], []
     t0 = time.time()
-    for e in entries:
-        path = os.path.join(args.data, e["file"])
-        x = torch.from_numpy(read_wav_segment(path, 0, wav_frames(path)))[None, None]
-        codes.append(model.encode_codes(x)[0].numpy().astype(np.int16))
-        idx.append(e["index"])
-    lens = {c.shape[-1] for c in codes}
-    if len(lens) != 1:
-        raise SystemExit(f"clips of different lengths ({sorted(lens)} frames); generate them with one --seconds")
+    for b in range(0, len(entries), 16):  # 16 clips per pass: small convolutions run faster batched
+        group = entries[b : b + 16]
+        x = torch.from_numpy(np.stack([read_wav_segment(os.path.join(args.data, e["file"]), 0, n) for e in group]))[:, None]
+        codes.extend(model.encode_codes(x).numpy().astype(np.int16))
+        idx.extend(e["index"] for e in group)
     out = os.path.join(args.run, "codes.npz")
     np.savez(out + ".partial.npz", index=np.array(idx), codes=np.stack(codes))
     os.replace(out + ".partial.npz", out)
@@ -207,6 +229,8 @@ def main() -> None:
     ap.add_argument("--w-commit", type=float, default=1.0)
     ap.add_argument("--vq-start", type=int, default=1000, help="steps of plain autoencoder training before quantisation starts")
     ap.add_argument("--init-batches", type=int, default=8, help="batches of latents for the k-means codebook init")
+    ap.add_argument("--decoder-only", action="store_true", help="freeze the encoder and codebooks, train the decoder on quantised latents")
+    ap.add_argument("--init-from", default=None, help="codec.pt of another run to start from (with --decoder-only: the run whose codes the LM uses)")
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)

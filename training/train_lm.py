@@ -7,7 +7,8 @@ pad V elsewhere; the loss skips pad targets), cross-entropy summed over the 4 co
 Caption dropout: with probability --cond-drop a row's text is replaced by the null condition that
 classifier-free guidance uses at inference (all-zero encoder output, all-zero cross-attention mask), so
 the model learns p(x) and p(x | text) together. Captions are re-drawn from the clip's parameters
-(generate.make_caption) half of the time, so every field is learnt on its own.
+(generate.make_caption) 35 % of the time, so every field is learnt on its own, and 25 % of the
+time are one or two tags (generate.make_short_caption: "drums", "slow piano"), the prompts people type.
 
     /usr/bin/python3 training/train_lm.py --data DATA --codec-run CODEC_RUN --run LM_RUN [--steps 15000]
     /usr/bin/python3 training/train_lm.py --data DATA --codec-run CODEC_RUN --run LM_RUN --export CHECKPOINT_DIR
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 import musicgen_hf as M
 from common import Logger, cosine_lr, resolve_run_args, load_index, save_torch, setup_threads, split_index
-from generate import CAPTION_WORDS, make_caption
+from generate import CAPTION_WORDS, make_caption, make_short_caption
 from text_tokenizer import CaptionTokenizer, build_vocab
 
 
@@ -47,14 +48,27 @@ def model_config(args, codec_cfg: dict, vocab_size: int) -> dict:
     return cfg
 
 
+def with_unknown_words(text: str, rng: random.Random) -> str:
+    """The caption with one or two made-up words inserted. Words outside the caption vocabulary are
+    spelled with the tokenizer's fallback characters, which captions never contain: without this, any
+    such word in a user's prompt ("lofi beats with rain") would give an untrained, arbitrary condition;
+    with it, the model learns to ignore them."""
+    words = text.split(" ")
+    for _ in range(rng.choice([1, 1, 2])):
+        junk = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz'-!?.") for _ in range(rng.randint(2, 9)))
+        words.insert(rng.randint(0, len(words)), junk)
+    return " ".join(words)
+
+
 class Batches:
-    def __init__(self, entries, codes: np.ndarray, index: np.ndarray, tok: CaptionTokenizer, frames: int, V: int, seed: int):
+    def __init__(self, entries, codes: np.ndarray, index: np.ndarray, tok: CaptionTokenizer, frames: int, V: int, seed: int, unknown_words: float = 0.0):
         pos = {int(i): n for n, i in enumerate(index)}
         self.items = [(e, pos[e["index"]]) for e in entries if e["index"] in pos]
         if not self.items:
             raise SystemExit("no clip of the index has codes")
         self.codes, self.tok, self.frames, self.V = codes, tok, frames, V
         self.rng = random.Random(seed)
+        self.unknown_words = unknown_words
 
     def batch(self, size: int, cond_drop: float):
         rng = self.rng
@@ -64,7 +78,9 @@ class Batches:
             e, n = self.items[rng.randrange(len(self.items))]
             start = rng.randrange(T - self.frames + 1) if self.frames < T else 0
             seqs.append(torch.from_numpy(self.codes[n, :, start : start + self.frames].astype(np.int64)))
-            texts.append(e["caption"] if rng.random() < 0.5 else make_caption(e["params"], rng))
+            r = rng.random()
+            text = e["caption"] if r < 0.4 else make_caption(e["params"], rng) if r < 0.75 else make_short_caption(e["params"], rng)
+            texts.append(with_unknown_words(text, rng) if rng.random() < self.unknown_words else text)
             drop.append(rng.random() < cond_drop)
         ids = [self.tok.encode(t) for t in texts]
         L = max(len(i) for i in ids)
@@ -143,7 +159,7 @@ def train(args) -> None:
         raise SystemExit(f"{frames} frames + delay do not fit max_position_embeddings {cfg['decoder']['max_position_embeddings']}")
     entries = load_index(args.data)
     train_e, valid_e = split_index(entries)
-    batches = Batches(train_e, codes, index, tok, frames, V, args.seed * 1000 + step)
+    batches = Batches(train_e, codes, index, tok, frames, V, args.seed * 1000 + step, args.unknown_words)
     valid = Batches(valid_e, codes, index, tok, frames, V, 12345) if valid_e else None
     log = Logger(os.path.join(args.run, "lm_log.jsonl"))
     n_params = sum(p.numel() for p in params)
@@ -196,7 +212,8 @@ def export(args) -> None:
     load_codec(model, args.codec_run)
     vocab = build_vocab(CAPTION_WORDS)
     gen = M.make_generation_config(cfg, top_k=args.top_k, guidance=args.guidance)
-    M.save_checkpoint(args.export, model, vocab, gen, extra_config={"riverrun_demo": {"lm_steps": st["step"], "codec_steps": torch.load(os.path.join(args.codec_run, "codec.pt"))["step"]}})
+    M.save_checkpoint(args.export, model, vocab, gen, dtype=args.dtype,
+                      extra_config={"riverrun_demo": {"lm_steps": st["step"], "codec_steps": torch.load(os.path.join(args.codec_run, "codec.pt"))["step"]}})
     print(f"exported {args.export} (lm step {st['step']})")
 
 
@@ -211,6 +228,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--cond-drop", type=float, default=0.15)
+    ap.add_argument("--unknown-words", type=float, default=0.15, help="share of captions with made-up words inserted (see with_unknown_words)")
     ap.add_argument("--dim", type=int, default=256, help="decoder hidden size")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
@@ -225,6 +243,7 @@ def main() -> None:
     ap.add_argument("--export", default=None, help="write a Hugging Face MusicGen checkpoint here instead of training")
     ap.add_argument("--top-k", type=int, default=250)
     ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--dtype", choices=["F32", "F16"], default="F32", help="weights in model.safetensors (F16: half the size)")
     args = ap.parse_args()
     if args.export:
         export(args)

@@ -20,6 +20,7 @@ index), OUT/vocab.json (the caption vocabulary, see CAPTION_WORDS).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -326,6 +327,17 @@ def make_caption(p: dict, rng: random.Random) -> str:
     if keep(0.3):
         rng.shuffle(fields)
     return ", ".join(fields)
+
+
+def make_short_caption(p: dict, rng: random.Random) -> str:
+    """One or two tags of the clip ("drums", "slow piano", "dark", "fast, jazz"): the short prompts people
+    type, which the full captions alone leave out of distribution."""
+    insts = instrument_list(p, rng)
+    tags = [p["tempo"], p["mood"], synonym(STYLE_SYNONYMS, p["style"], rng), rng.choice(insts) if insts else "",
+            "drums" if p["drums"] else rng.choice(["no drums", "without drums"]), p["mode"]]
+    tags = [t for t in tags if t]
+    picked = rng.sample(tags, rng.choice([1, 1, 2]))
+    return " ".join(picked) if len(picked) == 2 and rng.random() < 0.5 else ", ".join(picked)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -742,11 +754,22 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def _write_index(path: str, entries: Dict[int, dict]) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        for i in sorted(entries):
-            f.write(json.dumps(entries[i], sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Merges `entries` into the index under a lock, so that shards (one process per core) can share
+    one output directory."""
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged: Dict[int, dict] = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    e = json.loads(line)
+                    merged[e["index"]] = e
+        merged.update(entries)
+        tmp = path + ".partial"
+        with open(tmp, "w") as f:
+            for i in sorted(merged):
+                f.write(json.dumps(merged[i], sort_keys=True) + "\n")
+        os.replace(tmp, path)
 
 
 if __name__ == "__main__":
