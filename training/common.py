@@ -118,7 +118,7 @@ class Logger:
             self.f.flush()
 
 
-def resolve_run_args(ap, args, path: str, keep_current=("data", "run", "codec_run", "threads", "export", "encode_codes")):
+def resolve_run_args(ap, args, path: str, keep_current=("data", "run", "codec_run", "threads", "export", "encode_codes", "stop_at")):
     """Resumable runs: the first run stores its arguments in `path`; later runs reuse every stored value
     that is not given again on the command line (so `--steps 40000` alone extends a run with the same
     sizes and schedule knobs). Returns the merged arguments, stored back to `path`."""

@@ -167,7 +167,8 @@ def train(args) -> None:
           f"batch {args.batch} x {frames} frames, caption dropout {args.cond_drop}")
     model.train()
     t_last, s_last = time.time(), step
-    while step < args.steps:
+    end = min(args.steps, args.stop_at or args.steps)
+    while step < end:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
         text, mask, seq = batches.batch(args.batch, args.cond_drop)
@@ -177,12 +178,12 @@ def train(args) -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        if step % args.log_every == 0 or step == args.steps:
+        if step % args.log_every == 0 or step == end:
             now = time.time()
             log.log(stage="lm", step=step, loss=float(loss), per_codebook=[round(float(x), 3) for x in per_cb],
                     lr=opt.param_groups[0]["lr"], steps_per_s=(step - s_last) / (now - t_last))
             t_last, s_last = now, step
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or step == end:
             save_torch(ckpt_path, {"model": lm_state(model), "opt": opt.state_dict(), "step": step, "config": cfg})
             if valid is not None:
                 log.log(stage="lm-valid", step=step, **evaluate(model, valid, V))
@@ -236,6 +237,7 @@ def main() -> None:
     ap.add_argument("--t5-layers", type=int, default=2)
     ap.add_argument("--t5-heads", type=int, default=4)
     ap.add_argument("--max-positions", type=int, default=512)
+    ap.add_argument("--stop-at", type=int, default=0, help="end at this step without changing the --steps schedule (time-boxed runs)")
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
