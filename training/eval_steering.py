@@ -123,7 +123,7 @@ def read_wav(path: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", required=True, help="output directory of render_steering.ts")
+    ap.add_argument("--clips", default=None, help="output directory of render_steering.ts")
     ap.add_argument("--data", default=None, help="data set directory: the same features on held-out training clips")
     ap.add_argument("--data-count", type=int, default=200)
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
@@ -137,11 +137,13 @@ def main() -> None:
         lines += table("data: fast with drums", pick(lambda p: p["drums"] and p["tempo"] == "fast"),
                        "data: slow solo piano or no drums", pick(lambda p: not p["drums"] and p["tempo"] == "slow"))
         lines += table("data: major", pick(lambda p: p["mode"] == "major"), "data: minor", pick(lambda p: p["mode"] == "minor"))
-    off = os.path.join(args.clips, "offline")
-    for a, b in [("fast-drums", "slow-piano"), ("bright-major", "dark-minor")]:
+    if not args.clips and not args.data:
+        ap.error("give --clips, --data or both")
+    off = os.path.join(args.clips or "", "offline")
+    for a, b in ([] if not args.clips else [("fast-drums", "slow-piano"), ("bright-major", "dark-minor")]):
         lines += table(f'"{a.replace("-", " ")}"', load_dir(os.path.join(off, a)), f'"{b.replace("-", " ")}"', load_dir(os.path.join(off, b)))
-    mid = os.path.join(args.clips, "midstream")
-    if os.path.isdir(mid):
+    mid = os.path.join(args.clips or "", "midstream")
+    if args.clips and os.path.isdir(mid):
         with open(os.path.join(mid, "switch.json")) as f:
             sw = json.load(f)
         s = sw["switchSeconds"]
