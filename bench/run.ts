@@ -1,6 +1,6 @@
 // `npm run bench`: throughput, latency, codec cost and memory of the streaming engine, for the tiny
-// preset and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints tables and writes JSON
-// (bench/results.json, or --out FILE). `--quick` measures the tiny preset only.
+// preset, the embedded demo model and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints
+// tables and writes JSON (bench/results.json, or --out FILE). `--quick` leaves musicgen-small out.
 //
 // Throughput drives the engine's step loop in-process with every stream stepping each round (capacity,
 // not pacing); latency and event-loop delay go through the real worker Engine as the server uses it.
@@ -11,6 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Precision } from '../src/models/graphs/linear.ts';
 import { ModelBundle } from '../src/models/model-bundle.ts';
+import { DEMO_MODEL_DIR } from '../src/models/default-model.ts';
 import { writeRandomCheckpoint, type Preset } from '../src/models/presets.ts';
 import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
 import { EngineCore, defaultEngineOptions } from '../src/stream/engine-core.ts';
@@ -28,15 +29,18 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 const FRAME_RATE = 50;
 const PROMPTS = ['slow piano', 'fast drums', 'dark ambient', 'happy guitar', 'lofi beat', 'techno bass', 'jazz', 'calm strings'];
 
+/** A random preset, or the embedded demo model (the default of `npm start`). */
+type ModelName = Preset | 'demo';
 interface Variant {
-  preset: Preset;
+  preset: ModelName;
   precision: Precision;
 }
-const variants: Variant[] = [{ preset: 'tiny', precision: 'fp32' }];
+const variants: Variant[] = [{ preset: 'tiny', precision: 'fp32' }, { preset: 'demo', precision: 'fp32' }];
 if (!args.quick) variants.push({ preset: 'small', precision: 'q4' }, { preset: 'small', precision: 'fp32' });
 
 const dirs = new Map<Preset, string>();
-function checkpoint(preset: Preset): string {
+function checkpoint(preset: ModelName): string {
+  if (preset === 'demo') return DEMO_MODEL_DIR;
   let dir = dirs.get(preset);
   if (!dir) {
     dir = join(work, preset);
@@ -65,14 +69,14 @@ async function throughput(v: Variant): Promise<unknown> {
   const loadS = (performance.now() - t) / 1000;
   const text = CachedTextEncoder.inProcess(model);
   const rows: Record<string, number>[] = [];
-  const counts = v.preset === 'tiny' ? [1, 2, 4, 8, 16, 32] : [1, 2, 4, 8];
+  const counts = v.preset === 'tiny' ? [1, 2, 4, 8, 16, 32] : v.preset === 'demo' ? [1, 2, 4, 8, 16] : [1, 2, 4, 8];
   for (const n of counts) {
     const options = { ...defaultEngineOptions(model), windowFrames: 500, keepFrames: 200 };
     const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
     for (let i = 0; i < n; i++) await core.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
     for (let i = 0; i < 5; i++) await core.step(true); // warm-up
     // Enough steps that codec chunks (every 25 frames, after 29) are part of the measurement.
-    const steps = v.preset === 'tiny' ? 150 : 40;
+    const steps = v.preset === 'small' ? 40 : 150;
     let decoder = 0;
     let codec = 0;
     let total = 0;
@@ -161,7 +165,7 @@ async function latency(v: Variant, streams: number): Promise<unknown> {
 }
 
 // ---- codec: chunked decoding cost is linear ------------------------------------------------------
-async function codecLinearity(preset: Preset, minutes: number): Promise<unknown> {
+async function codecLinearity(preset: ModelName, minutes: number): Promise<unknown> {
   const model = await ModelBundle.load(checkpoint(preset), { cacheDir, graphs: ['codec_decoder'] });
   const decode = (codes: BigInt64Array, frames: number) => model.decodeAudio(codes, 1, frames);
   const run = async (frames: number): Promise<number> => {
@@ -198,11 +202,12 @@ try {
   const lat: unknown[] = [];
   lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object });
   lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 8)) as object });
+  lat.push({ variant: 'demo fp32', ...(await latency({ preset: 'demo', precision: 'fp32' }, 1)) as object });
   if (!args.quick) lat.push({ variant: 'small q4', ...(await latency({ preset: 'small', precision: 'q4' }, 1)) as object });
   out.latency = lat;
   table('Latency through the worker engine (lead target 1.5 s, window 500 frames)', ['variant', 'streams', 'first packet ms', 'steer -> packet ms', 'loop delay p99 ms', 'underruns'],
     (lat as Record<string, number | string>[]).map((l) => [l.variant!, l.streams!, Number(l.firstPacketMs).toFixed(0), Number(l.steeringToFirstPacketMs).toFixed(0), Number(l.eventLoopDelayP99Ms).toFixed(2), l.underruns!]));
-  out.codec = [await codecLinearity('tiny', 10)];
+  out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];
   if (!args.quick) (out.codec as unknown[]).push(await codecLinearity('small', 2));
   Object.assign(results, out);
   const file = args.out ?? new URL('./results.json', import.meta.url).pathname;

@@ -135,7 +135,7 @@ def main() -> None:
         feats = {e["index"]: features(*read_wav(os.path.join(args.data, e["file"]))) for e in entries}
         pick = lambda cond: np.array([feats[e["index"]] for e in entries if cond(e["params"])])  # noqa: E731
         lines += table("data: fast with drums", pick(lambda p: p["drums"] and p["tempo"] == "fast"),
-                       "data: slow solo piano or no drums", pick(lambda p: not p["drums"] and p["tempo"] == "slow"))
+                       "data: slow without drums", pick(lambda p: not p["drums"] and p["tempo"] == "slow"))
         lines += table("data: major", pick(lambda p: p["mode"] == "major"), "data: minor", pick(lambda p: p["mode"] == "minor"))
     if not args.clips and not args.data:
         ap.error("give --clips, --data or both")

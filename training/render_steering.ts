@@ -1,11 +1,11 @@
 // Renders the clips of the demo model's steering measurement with Riverrun's own runtime (the numbers in
 // docs/demo-model.md come from these files; training/eval_steering.py computes the audio features).
 //
-//   node --import tsx training/render_steering.ts --model DIR --out DIR [--clips 20] [--seconds 6] [--threads 2]
+//   node --import tsx training/render_steering.ts --model DIR --out DIR [--clips 20] [--streams 10] [--seconds 6] [--threads 2]
 //
 // 1. Offline: `--clips` seeds x every prompt of PROMPT_PAIRS through generateOffline (as `riverrun
 //    generate` runs it), OUT/offline/<prompt>/<seed>.wav at 32 kHz.
-// 2. Mid-stream: `--clips` streams per direction in one Engine (the server's worker): prompt A, then at
+// 2. Mid-stream: `--streams` streams per direction in one Engine (the server's worker): prompt A, then at
 //    SWITCH_S seconds of audio setPrompts(B) with a 1 s transition; the Opus packets the server would
 //    send are decoded and written as OUT/midstream/<A>_to_<B>/<n>.wav (48 kHz mono), with the sample at
 //    which control 1 first applies in OUT/midstream/switch.json.
@@ -32,12 +32,14 @@ const { values } = parseArgs({
     model: { type: 'string' },
     out: { type: 'string' },
     clips: { type: 'string', default: '20' },
+    streams: { type: 'string', default: '10' },
     seconds: { type: 'string', default: '6' },
     threads: { type: 'string', default: '2' },
   },
 });
-if (!values.model || !values.out) throw new Error('usage: render_steering.ts --model DIR --out DIR [--clips N] [--seconds S] [--threads N]');
+if (!values.model || !values.out) throw new Error('usage: render_steering.ts --model DIR --out DIR [--clips N] [--streams N] [--seconds S] [--threads N]');
 const clips = Number(values.clips);
+const streams = Number(values.streams);
 const seconds = Number(values.seconds);
 const threads = Number(values.threads);
 const slug = (s: string): string => s.replace(/[^a-z0-9]+/gi, '-');
@@ -80,7 +82,7 @@ async function midstream(): Promise<void> {
   engine.on('packets', (id, p) => packets.get(id)?.push(...p));
   const ids: { id: string; from: string; to: string; n: number }[] = [];
   for (const [from, to] of [MID_PAIR, [MID_PAIR[1], MID_PAIR[0]] as [string, string]]) {
-    for (let n = 0; n < clips; n++) ids.push({ id: `${slug(from)}_to_${slug(to)}/${n}`, from, to, n });
+    for (let n = 0; n < streams; n++) ids.push({ id: `${slug(from)}_to_${slug(to)}/${n}`, from, to, n });
   }
   const packetsFor = (s: number): number => Math.round((s * 1000) / 20);
   const wait = async (check: () => boolean): Promise<void> => {

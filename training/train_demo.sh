@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-/usr/bin/python3}
 W=${1:-training/work}
 OUT=${2:-models/riverrun-demo}
-LM_STEPS=${LM_STEPS:-1300}
+LM_STEPS=${LM_STEPS:-1300}   # cosine schedule length; the shipped run stopped at step 1000 (--stop-at)
 DECODER_STEPS=${DECODER_STEPS:-3500}
 mkdir -p "$W"
 t0=$(date +%s)
@@ -25,17 +25,17 @@ stamp "1/5 data: 2048 clips of 12 s (6.8 h), two shards"
 "$PY" training/data/generate.py --out "$W/data" --start 1024 --count 1024 --seed 0 --seconds 12 --batch 32 > "$W/data1.log" &
 wait
 
-stamp "2/5 codec: 2000 steps of a 2600-step schedule, 2 threads; spectral-loss floor 1e-2 from step 1000"
+stamp "2/5 codec: 1750 steps of a 2600-step schedule, 2 threads; spectral-loss floor 1e-2 from step 1000"
 CODEC=(--data "$W/data" --run "$W/codec" --steps 2600 --batch 8 --segment 1.0 --filters 8 --hidden 64 --codebook-size 512
   --lr 8e-4 --warmup 150 --vq-start 400 --init-batches 16 --log-every 50 --save-every 250 --threads 2)
 "$PY" training/train_codec.py "${CODEC[@]}" --stop-at 1000
-"$PY" training/train_codec.py "${CODEC[@]}" --stop-at 2000 --spec-floor 1e-2
+"$PY" training/train_codec.py "${CODEC[@]}" --stop-at 1750 --spec-floor 1e-2
 [ -f "$W/codec/codes.npz" ] || "$PY" training/train_codec.py --data "$W/data" --run "$W/codec" --encode-codes --threads 2
 
-stamp "3/5 LM ($LM_STEPS steps) and decoder-only codec fine-tune ($DECODER_STEPS steps) in parallel, 1 thread each"
+stamp "3/5 LM (1000 steps of a $LM_STEPS-step schedule) and decoder-only codec fine-tune ($DECODER_STEPS steps) in parallel, 1 thread each"
 "$PY" training/train_lm.py --data "$W/data" --codec-run "$W/codec" --run "$W/lm" --steps "$LM_STEPS" --batch 8 --frames 500 \
   --dim 192 --layers 4 --heads 4 --t5-dim 128 --t5-layers 2 --t5-heads 4 --max-positions 512 --lr 1.5e-3 --warmup 150 \
-  --log-every 20 --save-every 200 --threads 1 > "$W/lm.log" 2>&1 &
+  --log-every 20 --save-every 200 --threads 1 --stop-at 1000 > "$W/lm.log" 2>&1 &
 "$PY" training/train_codec.py --data "$W/data" --run "$W/codec-decoder" --init-from "$W/codec/codec.pt" --decoder-only \
   --steps "$DECODER_STEPS" --batch 8 --segment 1.0 --lr 4e-4 --warmup 100 --spec-floor 1e-2 --fft-sizes 4096,2048,1024,512,256 \
   --log-every 50 --save-every 250 --threads 1 > "$W/codec-decoder.log" 2>&1 &
@@ -46,6 +46,6 @@ stamp "4/5 export $OUT (F16)"
 
 stamp "5/5 measurements for docs/demo-model.md"
 "$PY" training/eval_codec.py --data "$W/data" --codec-run "$W/codec-decoder" --png docs/demo-model-codec.png | tee "$W/eval_codec.md"
-node --import tsx training/render_steering.ts --model "$OUT" --out "$W/steering" --clips 20 --seconds 6 --threads 2
+node --import tsx training/render_steering.ts --model "$OUT" --out "$W/steering" --clips 20 --streams 10 --seconds 6 --threads 2
 "$PY" training/eval_steering.py --clips "$W/steering" --data "$W/data" --out "$W/eval_steering.md"
 stamp "done"

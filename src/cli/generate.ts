@@ -12,7 +12,7 @@ export const GENERATE_USAGE = `Usage: riverrun generate [--model DIR] (--prompt 
 
 Generate music offline and write it as a 32-bit float WAV at the codec's sample rate (32 kHz).
 
-  --model DIR          Hugging Face MusicGen checkpoint directory (default: the embedded random tiny model)
+  --model DIR          Hugging Face MusicGen checkpoint directory (default: the embedded demo model)
   --prompt TEXT        text prompt (needs the checkpoint's tokenizer.json)
   --prompt-ids IDS     text token ids, comma separated, ending with </s> (id 1)
   --seconds S          audio length in seconds
@@ -78,7 +78,7 @@ export async function runGenerate(args: string[]): Promise<void> {
     if (promptIds.some((n) => !Number.isInteger(n) || n < 0)) fail('--prompt-ids must be comma-separated non-negative integers');
   }
 
-  const modelDir = values.model ?? (await defaultModelDir((m) => process.stderr.write(`${m}\n`)));
+  const modelDir = values.model ?? defaultModelDir();
   const model = await ModelBundle.load(modelDir, { precision, device, threads, log: (m) => process.stderr.write(`${m}\n`) });
   try {
     const { codec, decoder } = model.config;

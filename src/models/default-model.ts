@@ -1,19 +1,16 @@
-// The model used when none is given: a random tiny checkpoint, written once into the cache. It lets
-// `npm start` and `riverrun generate` run on a fresh machine with no download (it sounds like noise;
-// setup_complete.model.random tells clients so).
-import { existsSync, renameSync, rmSync } from 'node:fs';
+// The model used when none is given: the demo checkpoint that ships in the repository (models/riverrun-demo,
+// trained by training/ on procedural music, docs/demo-model.md). It is an ordinary Hugging Face MusicGen
+// directory, loaded like any other: `npm start` plays music on a fresh machine with no download.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultCacheRoot } from './cache-root.ts';
-import { writeRandomCheckpoint } from './presets.ts';
+import { fileURLToPath } from 'node:url';
+import { CheckpointError } from './errors.ts';
 
-export async function defaultModelDir(log: (message: string) => void = () => {}): Promise<string> {
-  const dir = join(defaultCacheRoot(), 'models', 'riverrun-random-tiny');
-  if (existsSync(join(dir, 'config.json'))) return dir;
-  log(`writing the default random tiny checkpoint to ${dir}`);
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  writeRandomCheckpoint(tmp, 'tiny', { seed: 0 });
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
-  return dir;
+/** models/riverrun-demo at the repository root (this file is src/models/default-model.ts). */
+export const DEMO_MODEL_DIR = fileURLToPath(new URL('../../models/riverrun-demo', import.meta.url));
+
+export function defaultModelDir(): string {
+  const weights = join(DEMO_MODEL_DIR, 'model.safetensors');
+  if (!existsSync(weights)) throw new CheckpointError('CHECKPOINT_MISSING_FILE', weights, 'the embedded demo model is missing (git checkout models/ restores it), or pass --model DIR');
+  return DEMO_MODEL_DIR;
 }

@@ -42,7 +42,7 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, { log, cacheDir }: StartOptions): Promise<RiverrunServer> {
-  const modelDir = config.modelDir ?? (await defaultModelDir((m) => log.info(m)));
+  const modelDir = config.modelDir ?? defaultModelDir();
   const model = Checkpoint.open(modelDir).config;
   const frameRate = model.codec.samplingRate / model.codec.hop;
   const windowFrames = Math.min(model.decoder.maxPositions, Math.round(config.windowSeconds * frameRate));

@@ -1,0 +1,205 @@
+// The embedded demo model (models/riverrun-demo): the default of `npm start` and `riverrun generate`,
+// loaded through the ordinary Hugging Face loader, and trained rather than random. Training is not run
+// here (training/, docs/demo-model.md); these tests check what ships.
+//
+// "Trained" is measured on a held-out clip of the demo data set (test/data/heldout-clip.wav, never
+// trained on): the codec must reconstruct it and the LM must predict its codes far better than chance.
+// Random weights fail both: a random codec's output does not follow the clip's loudness (envelope
+// correlation 0.14 for the random tiny preset), a random LM's cross-entropy is at or above ln V.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseServeArgs } from '../src/cli/serve.ts';
+import { Checkpoint } from '../src/models/checkpoint.ts';
+import { DEMO_MODEL_DIR, defaultModelDir } from '../src/models/default-model.ts';
+import { ModelBundle } from '../src/models/model-bundle.ts';
+import { tensorSpecs, writeRandomCheckpoint } from '../src/models/presets.ts';
+import { SafetensorsFile } from '../src/models/safetensors.ts';
+import { generateOffline } from '../src/stream/offline-generate.ts';
+import { decodeWav } from '../src/stream/wav.ts';
+import { startServer } from '../src/server/server.ts';
+import { TestClient } from './helpers/ws-client.ts';
+
+const CLIP = 'test/data/heldout-clip.wav';
+const CLIP_CAPTION = 'slow dark hip hop, 84 bpm, c minor';
+// Measured on the shipped checkpoint: envelope correlation 0.96 (random tiny codec: 0.14); cross-entropy
+// 4.28 nats with the caption against ln 512 = 6.24 for chance. The thresholds keep a wide margin.
+const CODEC_MIN_ENVELOPE_CORRELATION = 0.8;
+const LM_MIN_NATS_BELOW_CHANCE = 1.5;
+
+let work: string;
+let model: ModelBundle;
+let clip: Float32Array;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'riverrun-demo-'));
+  model = await ModelBundle.load(defaultModelDir(), { threads: 1, cacheDir: join(work, 'cache') });
+  const wav = decodeWav(readFileSync(CLIP));
+  expect(wav).toMatchObject({ sampleRate: 32000, channels: 1 });
+  clip = wav.samples;
+}, 120_000);
+afterAll(async () => {
+  await model?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Log energy of each 20 ms frame (one codec frame). */
+function logEnvelope(x: Float32Array, frame = 640): number[] {
+  const out: number[] = [];
+  for (let i = 0; i + frame <= x.length; i += frame) {
+    let e = 0;
+    for (let j = i; j < i + frame; j++) e += x[j]! ** 2;
+    out.push(Math.log(e / frame + 1e-8));
+  }
+  return out;
+}
+
+function correlation(a: number[], b: number[]): number {
+  const n = Math.min(a.length, b.length);
+  const mean = (v: number[]): number => v.slice(0, n).reduce((s, x) => s + x, 0) / n;
+  const ma = mean(a);
+  const mb = mean(b);
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < n; i++) {
+    ab += (a[i]! - ma) * (b[i]! - mb);
+    aa += (a[i]! - ma) ** 2;
+    bb += (b[i]! - mb) ** 2;
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+/** How well a codec's round trip follows the clip's loudness, frame by frame (1 = exactly). */
+async function envelopeCorrelation(m: ModelBundle): Promise<number> {
+  const codes = await m.encodeAudio(clip, 1);
+  const audio = await m.decodeAudio(codes, 1, clip.length / m.config.codec.hop);
+  return correlation(logEnvelope(clip), logEnvelope(audio));
+}
+
+/** Codes [K, F] in the delay pattern: columns[s][k], column 0 the start, codebook k's frame t at column t + k + 1. */
+function delayedColumns(codes: BigInt64Array, K: number, frames: number, pad: number): number[][] {
+  const columns = Array.from({ length: frames + K }, () => new Array<number>(K).fill(pad));
+  for (let k = 0; k < K; k++) for (let t = 0; t < frames; t++) columns[t + k + 1]![k] = Number(codes[k * frames + t]);
+  return columns;
+}
+
+/** Teacher-forced cross-entropy (nats per scored token) of codes [K, F] under a text condition (null: none). */
+async function crossEntropy(codes: BigInt64Array, frames: number, promptIds: number[] | null): Promise<number> {
+  const { numCodebooks: K, vocabSize: V, padId, numLayers: L, numHeads: H, hidden } = model.config.decoder;
+  const columns = delayedColumns(codes, K, frames, padId); // [S][K], column 0 = start, pads in the delay
+  const T = columns.length - 1;
+  const ids = new BigInt64Array(K * T);
+  for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[k * T + t] = BigInt(columns[t]![k]!);
+  const text = await model.encodeText([promptIds ?? [model.config.textEncoder.eosId]]);
+  const S = text.tokens;
+  const D = hidden / H;
+  const zeros = (n: number): Float32Array => new Float32Array(n);
+  const out = await model.decode({
+    rows: 1, tokens: T, ids, positions: BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), pastLength: new BigInt64Array(1),
+    window: 1, pastKeys: Array.from({ length: L }, () => zeros(H * D)), pastValues: Array.from({ length: L }, () => zeros(H * D)),
+    textTokens: S,
+    crossKeys: promptIds ? text.keys : text.keys.map((k) => zeros(k.length)),
+    crossValues: promptIds ? text.values : text.values.map((v) => zeros(v.length)),
+    crossMask: promptIds ? text.mask : new BigInt64Array(S),
+  });
+  let total = 0;
+  let scored = 0;
+  for (let k = 0; k < K; k++) {
+    for (let t = 0; t < T; t++) {
+      const target = columns[t + 1]![k]!;
+      if (target === padId) continue;
+      const row = out.logits.subarray((k * T + t) * V, (k * T + t + 1) * V);
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      total += Math.log(sum) + max - row[target]!;
+      scored++;
+    }
+  }
+  return total / scored;
+}
+
+describe('embedded demo model', () => {
+  it('is the default model: a Hugging Face MusicGen checkpoint in the repository, not marked random', () => {
+    expect(defaultModelDir()).toBe(DEMO_MODEL_DIR);
+    const ckpt = Checkpoint.open(DEMO_MODEL_DIR);
+    expect(ckpt.rawConfig._name_or_path).toBe('riverrun/demo');
+    expect(ckpt.rawConfig.riverrun_random).toBeUndefined();
+    expect(ckpt.tokenizerPath).toBe(join(DEMO_MODEL_DIR, 'tokenizer.json'));
+    const f = SafetensorsFile.open(join(DEMO_MODEL_DIR, 'model.safetensors'));
+    try {
+      expect(new Map([...f.tensors].map(([k, v]) => [k, v.shape]))).toEqual(new Map(tensorSpecs(ckpt.rawConfig).map((s) => [s.name, s.shape])));
+    } finally {
+      f.close();
+    }
+    expect(model.random).toBe(false);
+    expect(model.name).toBe('riverrun/demo');
+  });
+
+  it('its codec reconstructs a held-out clip; a random codec does not', async () => {
+    expect(await envelopeCorrelation(model)).toBeGreaterThan(CODEC_MIN_ENVELOPE_CORRELATION);
+    writeRandomCheckpoint(join(work, 'random'), 'tiny', { seed: 3 });
+    const random = await ModelBundle.load(join(work, 'random'), { threads: 1, cacheDir: join(work, 'cache'), graphs: ['codec_encoder', 'codec_decoder'] });
+    try {
+      expect(await envelopeCorrelation(random)).toBeLessThan(CODEC_MIN_ENVELOPE_CORRELATION);
+    } finally {
+      await random.close();
+    }
+  });
+
+  it('its LM predicts the held-out codes far better than chance', async () => {
+    const frames = clip.length / model.config.codec.hop;
+    const codes = await model.encodeAudio(clip, 1);
+    const captioned = await crossEntropy(codes, frames, model.tokenize(CLIP_CAPTION));
+    const chance = Math.log(model.config.decoder.vocabSize);
+    expect(captioned).toBeLessThan(chance - LM_MIN_NATS_BELOW_CHANCE);
+  });
+
+  it('generates audio from a prompt, as riverrun generate does', async () => {
+    const { codec, decoder } = model.config;
+    const gen = model.checkpoint.generation;
+    const r = await generateOffline(model, {
+      promptIds: model.tokenize('fast drums'), steps: 50 + decoder.numCodebooks - 1, guidance: gen.guidanceScale,
+      sampling: { temperature: 1, topK: gen.topK, topP: 0 }, seed: 1,
+    });
+    expect(r.audio.length).toBe(50 * codec.hop);
+    let energy = 0;
+    for (const x of r.audio) {
+      expect(Number.isFinite(x)).toBe(true);
+      energy += x * x;
+    }
+    expect(Math.sqrt(energy / r.audio.length)).toBeGreaterThan(0.005);
+  });
+
+  it('is what the server plays when no --model is given: setup_complete says riverrun/demo, not random', async () => {
+    const config = parseServeArgs(['--port', '0', '--host', '127.0.0.1', '--lead-ms', '500', '--threads', '1'], {})!;
+    expect(config.modelDir).toBeNull();
+    const server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
+    try {
+      const c = await TestClient.connect(`ws://127.0.0.1:${server.port}/v1/ws`);
+      c.send({ type: 'setup', listen: 'radio' });
+      const done = await c.next('setup_complete');
+      expect(done.model).toEqual({ name: 'riverrun/demo', random: false });
+      await c.until(() => c.of('audio').length >= 3, 20_000, 'audio');
+      c.close();
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
+
+  it('is what riverrun generate uses when no --model is given', async () => {
+    const out = join(work, 'default.wav');
+    const bin = new URL('../bin/riverrun', import.meta.url).pathname;
+    await promisify(execFile)(bin, ['generate', '--prompt', 'slow piano', '--seconds', '1', '--out', out, '--threads', '1'],
+      { env: { ...process.env, RIVERRUN_CACHE: join(work, 'cache') }, timeout: 120_000 });
+    const wav = decodeWav(readFileSync(out));
+    expect(wav).toMatchObject({ sampleRate: 32000, channels: 1 });
+    expect(wav.samples.length).toBe(32000);
+  }, 120_000);
+});
