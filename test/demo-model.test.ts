@@ -88,14 +88,14 @@ function delayedColumns(codes: BigInt64Array, K: number, frames: number, pad: nu
   return columns;
 }
 
-/** Teacher-forced cross-entropy (nats per scored token) of codes [K, F] under a text condition (null: none). */
-async function crossEntropy(codes: BigInt64Array, frames: number, promptIds: number[] | null): Promise<number> {
+/** Teacher-forced cross-entropy (nats per scored token) of codes [K, F] given a prompt. */
+async function crossEntropy(codes: BigInt64Array, frames: number, promptIds: number[]): Promise<number> {
   const { numCodebooks: K, vocabSize: V, padId, numLayers: L, numHeads: H, hidden } = model.config.decoder;
   const columns = delayedColumns(codes, K, frames, padId); // [S][K], column 0 = start, pads in the delay
   const T = columns.length - 1;
   const ids = new BigInt64Array(K * T);
   for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[k * T + t] = BigInt(columns[t]![k]!);
-  const text = await model.encodeText([promptIds ?? [model.config.textEncoder.eosId]]);
+  const text = await model.encodeText([promptIds]);
   const S = text.tokens;
   const D = hidden / H;
   const zeros = (n: number): Float32Array => new Float32Array(n);
@@ -103,9 +103,9 @@ async function crossEntropy(codes: BigInt64Array, frames: number, promptIds: num
     rows: 1, tokens: T, ids, positions: BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), pastLength: new BigInt64Array(1),
     window: 1, pastKeys: Array.from({ length: L }, () => zeros(H * D)), pastValues: Array.from({ length: L }, () => zeros(H * D)),
     textTokens: S,
-    crossKeys: promptIds ? text.keys : text.keys.map((k) => zeros(k.length)),
-    crossValues: promptIds ? text.values : text.values.map((v) => zeros(v.length)),
-    crossMask: promptIds ? text.mask : new BigInt64Array(S),
+    crossKeys: text.keys,
+    crossValues: text.values,
+    crossMask: text.mask,
   });
   let total = 0;
   let scored = 0;
