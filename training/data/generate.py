@@ -714,12 +714,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     with open(os.path.join(args.out, "vocab.json"), "w") as f:
         json.dump(CAPTION_WORDS, f, indent=0)
     index_path = os.path.join(args.out, "captions.jsonl")
-    entries: Dict[int, dict] = {}
-    if os.path.exists(index_path):
-        with open(index_path) as f:
-            for line in f:
-                e = json.loads(line)
-                entries[e["index"]] = e
+    entries = _read_index(index_path)
     started = time.time()
     done = 0
     wanted = range(args.start, args.start + args.count)
@@ -753,17 +748,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"generated {done} clips of {args.seconds:g} s in {el:.1f} s ({el / done:.2f} s/clip) -> {args.out}")
 
 
+def _read_index(path: str) -> Dict[int, dict]:
+    entries: Dict[int, dict] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                e = json.loads(line)
+                entries[e["index"]] = e
+    return entries
+
+
 def _write_index(path: str, entries: Dict[int, dict]) -> None:
     """Merges `entries` into the index under a lock, so that shards (one process per core) can share
     one output directory."""
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        merged: Dict[int, dict] = {}
-        if os.path.exists(path):
-            with open(path) as f:
-                for line in f:
-                    e = json.loads(line)
-                    merged[e["index"]] = e
+        merged = _read_index(path)
         merged.update(entries)
         tmp = path + ".partial"
         with open(tmp, "w") as f:
