@@ -9,6 +9,8 @@ import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import type { WeightedPrompt } from '../src/stream/controls.ts';
 import { EngineCore, defaultEngineOptions, type AppliedEvent, type EngineOptions, type StampedPacket } from '../src/stream/engine-core.ts';
 import { PromptMix, weightOf } from '../src/stream/prompt-mix.ts';
+import { RowPool } from '../src/stream/row-pool.ts';
+import type { Stream } from '../src/stream/stream.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
 let work: string;
@@ -121,6 +123,54 @@ describe('steering', () => {
     // applied.pts points at the audio of the first frame generated under the change.
     const firstNew = r.packets.get('s')!.find((p) => p.control === 1)!;
     expect(Math.abs(firstNew.pts - events[0]!.pts)).toBeLessThan(960);
+  });
+
+  it('a prompt added mid-stream conditions the whole history: its window is the history run under its own text', async () => {
+    const r = makeCore();
+    await r.core.createStream('s', { prompts: piano, config: { seed: 5 }, tapCodes: true });
+    await text.encode('fast drums');
+    await run(r, 30, (i) => {
+      if (i === 20) r.core.setPrompts('s', drums, 400); // still ramping at step 30: rows uncond, piano, drums
+    });
+    const core = r.core as unknown as { pool: RowPool; streams: Stream[] };
+    const stream = core.streams[0]!;
+    expect(stream.mix.prompts.map((p) => p.text)).toEqual(['slow piano', 'fast drums']);
+    // Reference: the 30 fed columns through the decoder from scratch, one row per prompt under its own text.
+    const prefix = stream.history.prefix();
+    const T = prefix.length;
+    expect(T).toBe(30);
+    const { shape } = core.pool;
+    const K = prefix[0]!.length;
+    const ref = new RowPool(shape, 3);
+    ref.setPrompt(0, null);
+    ref.setPrompt(1, await text.encode('slow piano'));
+    ref.setPrompt(2, await text.encode('fast drums'));
+    const ids = new BigInt64Array(3 * K * T);
+    for (let row = 0; row < 3; row++) for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(row * K + k) * T + t] = BigInt(prefix[t]![k]!);
+    const out = await model.decode({
+      rows: 3, tokens: T, ids, positions: BigInt64Array.from({ length: 3 * T }, (_, i) => BigInt(i % T)), pastLength: new BigInt64Array(3),
+      window: shape.window, textTokens: shape.textTokens, ...ref.views(0, 3),
+    });
+    ref.kv.write(out.newKv, 0, 3, T, [0, 0, 0]);
+    const { heads: H, headDim: D, window: W, layers } = shape;
+    const maxDiff = (a: RowPool, ra: number, b: RowPool, rb: number, layer: number): number => {
+      let m = 0;
+      for (const kind of ['keys', 'values'] as const) {
+        for (let h = 0; h < H; h++) {
+          const x = a.kv[kind][layer]!.subarray((ra * H + h) * W * D, ((ra * H + h) * W + T) * D);
+          const y = b.kv[kind][layer]!.subarray((rb * H + h) * W * D, ((rb * H + h) * W + T) * D);
+          for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
+        }
+      }
+      return m;
+    };
+    for (let layer = 0; layer < layers; layer++) {
+      for (let row = 0; row < 3; row++) expect(maxDiff(core.pool, row, ref, row, layer)).toBeLessThan(1e-4);
+    }
+    // The comparison can tell the texts apart: past the first layer, piano's and drums' windows differ
+    // (the first layer's keys and values see only the tokens). An inherited window would be piano's.
+    expect(maxDiff(ref, 1, ref, 2, 0)).toBeLessThan(1e-6);
+    expect(maxDiff(ref, 1, ref, 2, layers - 1)).toBeGreaterThan(1e-2);
   });
 
   it('transitions ramp the weights linearly over transitionMs of generated audio', () => {

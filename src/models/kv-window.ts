@@ -48,14 +48,4 @@ export class KvWindow {
       }
     }
   }
-
-  /** Copies row `from` (its first `length` positions) onto row `to`, e.g. to share a prefilled prompt. */
-  copyRow(from: number, to: number, length = this.window): void {
-    const { heads: H, headDim: D, window: W } = this;
-    for (let l = 0; l < this.layers; l++) {
-      for (const arr of [this.keys[l]!, this.values[l]!]) {
-        for (let h = 0; h < H; h++) arr.copyWithin(((to * H + h) * W) * D, ((from * H + h) * W) * D, ((from * H + h) * W + length) * D);
-      }
-    }
-  }
 }

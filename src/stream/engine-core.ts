@@ -257,7 +257,16 @@ export class EngineCore {
         s.history.reprime(this.options.keepFrames);
         s.needsPrefill = true;
       }
-      if (s.needsPrefill) decoderMs += await this.prefill(s);
+      if (s.needsPrefill) {
+        decoderMs += await this.prefill(s, 0, s.rows);
+        s.needsPrefill = false;
+        s.unprimedPrompts.clear();
+      }
+      for (const text of s.unprimedPrompts) {
+        const i = s.mix.prompts.findIndex((p) => p.text === text);
+        if (i >= 0) decoderMs += await this.prefill(s, 1 + i, 1);
+      }
+      s.unprimedPrompts.clear();
     }
     const selected: Stream[] = [];
     let rows = 0;
@@ -352,6 +361,7 @@ export class EngineCore {
     if (s.resetPending && s.state === 'playing') {
       s.resetPending = false;
       s.history = new TokenHistory(this.K, this.pad, s.nextFrame);
+      s.unprimedPrompts.clear();
       s.codec.reset();
     }
     while (s.pending.length > 0 && s.pending[0]!.missing.size === 0) {
@@ -389,8 +399,6 @@ export class EngineCore {
       this.rowStart.set(s, keys.length);
       const uncondKey = `${s.id}\0uncond`;
       const uncondOld = old.get(uncondKey) ?? null;
-      // A new prompt inherits the history of the stream's first conditioned row (or its null row).
-      const firstCond = s.mix.prompts.map((p) => old.get(`${s.id}\0p:${p.text}`)).find((i) => i !== undefined) ?? uncondOld;
       keys.push(uncondKey);
       sources.push(uncondOld);
       if (uncondOld === null) fresh.push({ row: keys.length - 1, encoding: null });
@@ -398,8 +406,14 @@ export class EngineCore {
         const key = `${s.id}\0p:${p.text}`;
         const was = old.get(key);
         keys.push(key);
-        sources.push(was ?? firstCond);
-        if (was === undefined) fresh.push({ row: keys.length - 1, encoding: p.encoding });
+        sources.push(was ?? null);
+        if (was !== undefined) continue;
+        fresh.push({ row: keys.length - 1, encoding: p.encoding });
+        // A prompt added mid-stream conditions the whole history, as MusicGen's p(next | history, text)
+        // does: its row's window is built from the history under its own text (one prefill of one row),
+        // not copied from another prompt's row, whose keys and values past the first layer carry that
+        // other text and hold the music to it.
+        if (s.history.position > 0) s.unprimedPrompts.add(p.text);
       }
     }
     this.pool = this.pool.relayout(sources);
@@ -408,14 +422,14 @@ export class EngineCore {
     this.layoutDirty = false;
   }
 
-  /** Runs a stream's history prefix through the decoder (audio prompt, re-prime). Returns ms spent. */
-  private async prefill(s: Stream): Promise<number> {
-    s.needsPrefill = false;
+  /** Runs a stream's history prefix through rows [first, first + R) of the stream (audio prompt, re-prime:
+   * all rows; a prompt added mid-stream: its row). Returns ms spent. */
+  private async prefill(s: Stream, first: number, R: number): Promise<number> {
     const prefix = s.history.prefix();
     const T = prefix.length;
-    const R = s.rows;
+    if (T === 0) return 0;
     const K = this.K;
-    const start = this.rowStart.get(s)!;
+    const start = this.rowStart.get(s)! + first;
     const ids = new BigInt64Array(R * K * T);
     for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(r * K + k) * T + t] = BigInt(prefix[t]![k]!);
     const positions = BigInt64Array.from({ length: R * T }, (_, i) => BigInt(i % T));

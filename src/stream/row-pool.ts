@@ -85,11 +85,6 @@ export class RowPool {
     if (encoding) mask.fill(1n, 0, encoding.tokens);
   }
 
-  /** Copies row `from`'s self-attention window onto row `to` (a new prompt inherits the history). */
-  copyHistory(from: number, to: number): void {
-    this.kv.copyRow(from, to);
-  }
-
   /** Views of rows [start, start + rows) for one decoder run. */
   views(start: number, rows: number): { pastKeys: Float32Array[]; pastValues: Float32Array[]; crossKeys: Float32Array[]; crossValues: Float32Array[]; crossMask: BigInt64Array } {
     const { heads: H, headDim: D, textTokens: S, layers: L } = this.shape;

@@ -33,6 +33,9 @@ export class Stream {
   resetPending = false;
   /** Set when the history has a prefix the decoder has not seen (audio prompt, re-prime). */
   needsPrefill = false;
+  /** Prompts added mid-stream whose rows have not seen the history yet (their windows are built from it
+   * under their own text before the stream's next step). */
+  readonly unprimedPrompts = new Set<string>();
   /** Absolute index of the next frame to complete: where the audio timeline continues after a reset. */
   nextFrame = 0;
 

@@ -41,9 +41,11 @@ export class TokenHistory {
     return frames.slice(0, Math.max(0, frames.length - K + 1)).map((codes, f) => ({ frame: this.frameBase + f, codes: [...codes] }));
   }
 
-  /** Columns before the one fed next: what a prefill must run through the decoder. */
+  /** Columns before the one fed next, as they were fed (forced positions as pad): what a prefill must run
+   * through the decoder. */
   prefix(): number[][] {
-    return this.columns.slice(0, -1);
+    const K = this.codebooks;
+    return this.columns.slice(0, -1).map((column, s) => column.map((tok, k) => (isForced(k, s, K) ? this.pad : tok)));
   }
 
   /**
