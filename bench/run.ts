@@ -1,6 +1,7 @@
 // `npm run bench`: throughput, latency, codec cost and memory of the streaming engine, for the tiny
 // preset, the embedded demo model and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints
-// tables and writes JSON (bench/results.json, or --out FILE). `--quick` leaves musicgen-small out.
+// tables and writes JSON (bench/results.json, or --out FILE). `--quick` leaves musicgen-small out;
+// `--only throughput,latency,prompt-change,codec` runs some parts (written only with --out).
 //
 // Throughput drives the engine's step loop in-process with every stream stepping each round (capacity,
 // not pacing); latency and event-loop delay go through the real worker Engine as the server uses it.
@@ -18,7 +19,10 @@ import { EngineCore, defaultEngineOptions } from '../src/stream/engine-core.ts';
 import { Engine } from '../src/stream/engine.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' } } });
+const PARTS = ['throughput', 'latency', 'prompt-change', 'codec'] as const;
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
+const only = args.only?.split(',') ?? [...PARTS];
+for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(', ')})`);
 const work = mkdtempSync(join(tmpdir(), 'riverrun-bench-'));
 const cacheDir = join(work, 'cache');
 const results: Record<string, unknown> = {
@@ -164,6 +168,28 @@ async function latency(v: Variant, streams: number): Promise<unknown> {
   };
 }
 
+// ---- prompt change: the new prompt's row is prefilled with the stream's history ---------------------
+async function promptChange(v: Variant, historyFrames: number): Promise<Record<string, number>> {
+  const model = await ModelBundle.load(checkpoint(v.preset), { precision: v.precision, cacheDir });
+  const text = CachedTextEncoder.inProcess(model);
+  const options = { ...defaultEngineOptions(model), windowFrames: 500, keepFrames: 200 };
+  const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
+  await core.createStream('s', { prompts: [{ text: PROMPTS[0]!, weight: 1 }], config: { seed: 0 } });
+  const plain: number[] = [];
+  for (let i = 0; i < historyFrames; i++) {
+    const r = await core.step(true);
+    if (i >= historyFrames - 5) plain.push(r.decoderMs);
+  }
+  await text.encode(PROMPTS[1]!); // cached, so the change applies at the very next step
+  core.setPrompts('s', [{ text: PROMPTS[1]!, weight: 1 }], 0);
+  await new Promise((r) => setImmediate(r));
+  const change = await core.step(true);
+  await model.close();
+  const stepMs = plain.sort((a, b) => a - b)[2]!;
+  log(`${v.preset} ${v.precision}: prompt change at ${historyFrames} frames: ${change.decoderMs.toFixed(1)} ms (a step: ${stepMs.toFixed(1)} ms)`);
+  return { historyFrames, stepDecoderMs: stepMs, changeStepDecoderMs: change.decoderMs, ratio: change.decoderMs / stepMs };
+}
+
 // ---- codec: chunked decoding cost is linear ------------------------------------------------------
 async function codecLinearity(preset: ModelName, minutes: number): Promise<unknown> {
   const model = await ModelBundle.load(checkpoint(preset), { cacheDir, graphs: ['codec_decoder'] });
@@ -198,21 +224,37 @@ async function codecLinearity(preset: ModelName, minutes: number): Promise<unkno
 
 try {
   const out: Record<string, unknown> = {};
-  for (const v of variants) out[`throughput.${v.preset}.${v.precision}`] = await throughput(v);
-  const lat: unknown[] = [];
-  lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object });
-  lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 8)) as object });
-  lat.push({ variant: 'demo fp32', ...(await latency({ preset: 'demo', precision: 'fp32' }, 1)) as object });
-  if (!args.quick) lat.push({ variant: 'small q4', ...(await latency({ preset: 'small', precision: 'q4' }, 1)) as object });
-  out.latency = lat;
-  table('Latency through the worker engine (lead target 1.5 s, window 500 frames)', ['variant', 'streams', 'first packet ms', 'steer -> packet ms', 'loop delay p99 ms', 'underruns'],
-    (lat as Record<string, number | string>[]).map((l) => [l.variant!, l.streams!, Number(l.firstPacketMs).toFixed(0), Number(l.steeringToFirstPacketMs).toFixed(0), Number(l.eventLoopDelayP99Ms).toFixed(2), l.underruns!]));
-  out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];
-  if (!args.quick) (out.codec as unknown[]).push(await codecLinearity('small', 2));
+  if (only.includes('throughput')) for (const v of variants) out[`throughput.${v.preset}.${v.precision}`] = await throughput(v);
+  if (only.includes('latency')) {
+    const lat: unknown[] = [];
+    lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object });
+    lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 8)) as object });
+    lat.push({ variant: 'demo fp32', ...(await latency({ preset: 'demo', precision: 'fp32' }, 1)) as object });
+    if (!args.quick) lat.push({ variant: 'small q4', ...(await latency({ preset: 'small', precision: 'q4' }, 1)) as object });
+    out.latency = lat;
+    table('Latency through the worker engine (lead target 1.5 s, window 500 frames)', ['variant', 'streams', 'first packet ms', 'steer -> packet ms', 'loop delay p99 ms', 'underruns'],
+      (lat as Record<string, number | string>[]).map((l) => [l.variant!, l.streams!, Number(l.firstPacketMs).toFixed(0), Number(l.steeringToFirstPacketMs).toFixed(0), Number(l.eventLoopDelayP99Ms).toFixed(2), l.underruns!]));
+  }
+  if (only.includes('prompt-change')) {
+    // A stream 480 frames (9.6 s) into a 500-frame window changes its prompt: the decoder time of that
+    // step (the new row's prefill of the history plus the step) against an ordinary step.
+    const change: Record<string, unknown>[] = [];
+    for (const v of variants.filter((x) => x.precision !== 'fp32' || x.preset !== 'small')) change.push({ variant: `${v.preset} ${v.precision}`, ...(await promptChange(v, 480)) });
+    out.promptChange = change;
+    table('Prompt change 480 frames into a stream (window 500): decoder ms of that step', ['variant', 'ordinary step ms', 'change step ms', 'ratio'],
+      change.map((c) => [String(c.variant), Number(c.stepDecoderMs).toFixed(1), Number(c.changeStepDecoderMs).toFixed(1), Number(c.ratio).toFixed(1)]));
+  }
+  if (only.includes('codec')) {
+    out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];
+    if (!args.quick) (out.codec as unknown[]).push(await codecLinearity('small', 2));
+  }
   Object.assign(results, out);
-  const file = args.out ?? new URL('./results.json', import.meta.url).pathname;
-  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-  log(`\nwrote ${file}`);
+  // bench/results.json holds one whole run; a partial one (--only) is written only where --out says.
+  const file = args.out ?? (args.only ? null : new URL('./results.json', import.meta.url).pathname);
+  if (file) {
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    log(`\nwrote ${file}`);
+  }
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
