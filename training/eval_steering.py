@@ -140,18 +140,28 @@ def main() -> None:
     if not args.clips and not args.data:
         ap.error("give --clips, --data or both")
     off = os.path.join(args.clips or "", "offline")
-    for a, b in ([] if not args.clips else [("fast-drums", "slow-piano"), ("bright-major", "dark-minor")]):
+    for a, b in ([] if not (args.clips and os.path.isdir(off)) else [("fast-drums", "slow-piano"), ("bright-major", "dark-minor")]):
         lines += table(f'"{a.replace("-", " ")}"', load_dir(os.path.join(off, a)), f'"{b.replace("-", " ")}"', load_dir(os.path.join(off, b)))
     mid = os.path.join(args.clips or "", "midstream")
     if args.clips and os.path.isdir(mid):
         with open(os.path.join(mid, "switch.json")) as f:
             sw = json.load(f)
         s = sw["switchSeconds"]
+        parts = {}
         for d in sorted(x for x in os.listdir(mid) if os.path.isdir(os.path.join(mid, x))):
             before = load_dir(os.path.join(mid, d), 1.0, s)
             after = load_dir(os.path.join(mid, d), s + 2.0, None)
             a, b = d.split("_to_")
+            parts[(a, b)] = before, after
             lines += table(f"stream {d}: before (1-{s} s, {a})", before, f"after ({s + 2}-end, {b})", after)
+        # Across the two directions at the same times: before the change A->B streams play A and B->A
+        # streams play B; after it the roles swap, so the AUCs should flip to the other side of 0.5.
+        # Same seeds, same times in the stream: only the prompts differ.
+        for (a, b), (before_ab, after_ab) in sorted(parts.items()):
+            if (b, a) in parts and a < b:
+                before_ba, after_ba = parts[(b, a)]
+                lines += table(f"before the change (1-{s} s): {a}_to_{b}", before_ab, f"{b}_to_{a}", before_ba)
+                lines += table(f"after the change ({s + 2}-end): {a}_to_{b}", after_ab, f"{b}_to_{a}", after_ba)
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -2,6 +2,7 @@
 // docs/demo-model.md come from these files; training/eval_steering.py computes the audio features).
 //
 //   node --import tsx training/render_steering.ts --model DIR --out DIR [--clips 20] [--streams 10] [--seconds 6] [--threads 2]
+//        [--parts offline,midstream]
 //
 // 1. Offline: `--clips` seeds x every prompt of PROMPT_PAIRS through generateOffline (as `riverrun
 //    generate` runs it), OUT/offline/<prompt>/<seed>.wav at 32 kHz.
@@ -35,9 +36,12 @@ const { values } = parseArgs({
     streams: { type: 'string', default: '10' },
     seconds: { type: 'string', default: '6' },
     threads: { type: 'string', default: '2' },
+    parts: { type: 'string', default: 'offline,midstream' },
   },
 });
-if (!values.model || !values.out) throw new Error('usage: render_steering.ts --model DIR --out DIR [--clips N] [--streams N] [--seconds S] [--threads N]');
+if (!values.model || !values.out) throw new Error('usage: render_steering.ts --model DIR --out DIR [--clips N] [--streams N] [--seconds S] [--threads N] [--parts offline,midstream]');
+const parts = new Set(values.parts!.split(','));
+for (const p of parts) if (p !== 'offline' && p !== 'midstream') throw new Error(`--parts: unknown part ${p} (offline, midstream)`);
 const clips = Number(values.clips);
 const streams = Number(values.streams);
 const seconds = Number(values.seconds);
@@ -122,5 +126,5 @@ async function midstream(): Promise<void> {
   process.stderr.write(`midstream: ${ids.length} streams x ${MID_SECONDS} s in ${wall.toFixed(0)} s (${((ids.length * MID_SECONDS) / wall).toFixed(2)}x real time in total)\n`);
 }
 
-await offline();
-await midstream();
+if (parts.has('offline')) await offline();
+if (parts.has('midstream')) await midstream();

@@ -60,6 +60,26 @@ assert c["torch_dtype"] == "float16"
 print("config.json: no riverrun_random, _name_or_path riverrun/demo, float16")
 PYEOF
 
+stamp "    continuation from the exported checkpoint (as from the shipped one): codec import, codes, 4 LM steps of prompt changes"
+run "$PY" training/import_checkpoint.py --checkpoint "$W/checkpoint" --codec-run "$W/codec-v1"
+run "$PY" training/train_codec.py --data "$W/data" --run "$W/codec-v1" --encode-codes
+run "$PY" training/train_lm.py --data "$W/data" --codec-run "$W/codec-v1" --run "$W/lm-switch" --init-from "$W/checkpoint" --steps 4 \
+  --batch 4 --frames 100 --warmup 1 --switch 1.0 --log-every 2 --save-every 4 --top-k 50
+run "$PY" training/train_lm.py --data "$W/data" --codec-run "$W/codec-v1" --run "$W/lm-switch" --export "$W/checkpoint-v2" --top-k 50 --dtype F16
+"$PY" - "$W/checkpoint" "$W/checkpoint-v2" <<'PYEOF'
+import json, sys
+sys.path.insert(0, "training")
+import musicgen_hf as M
+a, b = (M.read_safetensors(f"{d}/model.safetensors") for d in sys.argv[1:])
+assert a.keys() == b.keys()
+codec = [k for k in a if k.startswith("audio_encoder.")]
+assert all((a[k] == b[k]).all() for k in codec), "the continuation changed the codec"
+assert any((a[k] != b[k]).any() for k in a if k.startswith("decoder.")), "the continuation left the decoder unchanged"
+steps = [json.load(open(f"{d}/config.json"))["riverrun_demo"]["lm_steps"] for d in sys.argv[1:]]
+assert steps == [12, 16], steps
+print(f"continuation: codec unchanged ({len(codec)} tensors), decoder trained, lm_steps {steps[0]} -> {steps[1]}")
+PYEOF
+
 stamp "5/7 layout: PyTorch state_dict == TypeScript tensorSpecs / random tiny checkpoint; math == HF reference fixture"
 run "$PY" training/check_layout.py --config "$W/checkpoint/config.json"
 stamp "    tokenizer: Python ids == Riverrun loader ids"
