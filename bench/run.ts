@@ -175,30 +175,39 @@ async function promptChange(v: Variant, historyFrames: number): Promise<Record<s
   const options = { ...defaultEngineOptions(model), windowFrames: 500, keepFrames: 200 };
   const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
   await core.createStream('s', { prompts: [{ text: PROMPTS[0]!, weight: 1 }], config: { seed: 0 } });
+  const changeTo = async (prompt: string): Promise<number> => {
+    await text.encode(prompt); // cached, so the change applies at the very next step
+    core.setPrompts('s', [{ text: prompt, weight: 1 }], 0);
+    await new Promise((r) => setImmediate(r));
+    return (await core.step(true)).decoderMs;
+  };
   const plain: number[] = [];
   for (let i = 0; i < historyFrames; i++) {
-    const r = await core.step(true);
-    if (i >= historyFrames - 5) plain.push(r.decoderMs);
+    // A first change, not measured: a process's first long prefill also pays for fresh memory.
+    if (i === historyFrames - 20) await changeTo(PROMPTS[1]!);
+    else plain.push((await core.step(true)).decoderMs);
   }
-  await text.encode(PROMPTS[1]!); // cached, so the change applies at the very next step
-  core.setPrompts('s', [{ text: PROMPTS[1]!, weight: 1 }], 0);
-  await new Promise((r) => setImmediate(r));
-  const change = await core.step(true);
+  const changeMs = await changeTo(PROMPTS[2]!);
+  // For scale: the re-prime the stream reaches at 500 frames (a prefill of keepFrames for both rows).
+  let reprimeMs = 0;
+  for (let i = 0; i < 25; i++) reprimeMs = Math.max(reprimeMs, (await core.step(true)).decoderMs);
   await model.close();
-  const stepMs = plain.sort((a, b) => a - b)[2]!;
-  log(`${v.preset} ${v.precision}: prompt change at ${historyFrames} frames: ${change.decoderMs.toFixed(1)} ms (a step: ${stepMs.toFixed(1)} ms)`);
-  return { historyFrames, stepDecoderMs: stepMs, changeStepDecoderMs: change.decoderMs, ratio: change.decoderMs / stepMs };
+  const stepMs = plain.slice(-5).sort((a, b) => a - b)[2]!;
+  log(`${v.preset} ${v.precision}: prompt change at ${historyFrames} frames: ${changeMs.toFixed(1)} ms (a step: ${stepMs.toFixed(1)} ms, a re-prime: ${reprimeMs.toFixed(1)} ms)`);
+  return { historyFrames, stepDecoderMs: stepMs, changeStepDecoderMs: changeMs, reprimeStepDecoderMs: reprimeMs, ratio: changeMs / stepMs };
 }
 
 // ---- codec: chunked decoding cost is linear ------------------------------------------------------
 async function codecLinearity(preset: ModelName, minutes: number): Promise<unknown> {
   const model = await ModelBundle.load(checkpoint(preset), { cacheDir, graphs: ['codec_decoder'] });
   const decode = (codes: BigInt64Array, frames: number) => model.decodeAudio(codes, 1, frames);
+  const K = model.config.decoder.numCodebooks;
+  const { codebookSize: V, hop } = model.config.codec;
   const run = async (frames: number): Promise<number> => {
-    const c = new CodecStream(decode, { ...DEFAULT_CODEC_STREAM, codebooks: 4, hop: 640 });
+    const c = new CodecStream(decode, { ...DEFAULT_CODEC_STREAM, codebooks: K, hop });
     const t = performance.now();
     for (let f = 0; f < frames; f++) {
-      c.push([f % 2048, (f * 7) % 2048, (f * 13) % 2048, (f * 31) % 2048]);
+      c.push(Array.from({ length: K }, (_, k) => (f * [1, 7, 13, 31][k % 4]!) % V));
       while (c.ready()) await c.decodeNext();
     }
     await c.flush();
@@ -237,12 +246,12 @@ try {
   }
   if (only.includes('prompt-change')) {
     // A stream 480 frames (9.6 s) into a 500-frame window changes its prompt: the decoder time of that
-    // step (the new row's prefill of the history plus the step) against an ordinary step.
+    // step (the new row's prefill of the history plus the step) against an ordinary step and a re-prime.
     const change: Record<string, unknown>[] = [];
     for (const v of variants.filter((x) => x.precision !== 'fp32' || x.preset !== 'small')) change.push({ variant: `${v.preset} ${v.precision}`, ...(await promptChange(v, 480)) });
     out.promptChange = change;
-    table('Prompt change 480 frames into a stream (window 500): decoder ms of that step', ['variant', 'ordinary step ms', 'change step ms', 'ratio'],
-      change.map((c) => [String(c.variant), Number(c.stepDecoderMs).toFixed(1), Number(c.changeStepDecoderMs).toFixed(1), Number(c.ratio).toFixed(1)]));
+    table('Prompt change 480 frames into a stream (window 500): decoder ms of that step', ['variant', 'ordinary step ms', 'change step ms', 'ratio', 're-prime step ms'],
+      change.map((c) => [String(c.variant), Number(c.stepDecoderMs).toFixed(1), Number(c.changeStepDecoderMs).toFixed(1), Number(c.ratio).toFixed(1), Number(c.reprimeStepDecoderMs).toFixed(1)]));
   }
   if (only.includes('codec')) {
     out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];
