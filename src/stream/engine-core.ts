@@ -258,13 +258,13 @@ export class EngineCore {
         s.needsPrefill = true;
       }
       if (s.needsPrefill) {
-        decoderMs += await this.prefill(s, 0, s.rows);
+        decoderMs += await this.prefill(s, 0, s.rows); // every row, new prompts' included
         s.needsPrefill = false;
-        s.unprimedPrompts.clear();
-      }
-      for (const text of s.unprimedPrompts) {
-        const i = s.mix.prompts.findIndex((p) => p.text === text);
-        if (i >= 0) decoderMs += await this.prefill(s, 1 + i, 1);
+      } else {
+        for (const text of s.unprimedPrompts) {
+          const i = s.mix.prompts.findIndex((p) => p.text === text);
+          if (i >= 0) decoderMs += await this.prefill(s, 1 + i, 1);
+        }
       }
       s.unprimedPrompts.clear();
     }
@@ -412,7 +412,7 @@ export class EngineCore {
         // A prompt added mid-stream conditions the whole history, as MusicGen's p(next | history, text)
         // does: its row's window is built from the history under its own text (one prefill of one row),
         // not copied from another prompt's row, whose keys and values past the first layer carry that
-        // other text and hold the music to it.
+        // other text.
         if (s.history.position > 0) s.unprimedPrompts.add(p.text);
       }
     }
