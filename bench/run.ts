@@ -10,13 +10,13 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { DEMO_MODEL_DIR } from '../src/models/default-model.ts';
 import type { Precision } from '../src/models/graphs/linear.ts';
 import { ModelBundle } from '../src/models/model-bundle.ts';
-import { DEMO_MODEL_DIR } from '../src/models/default-model.ts';
-import { writeRandomCheckpoint, type Preset } from '../src/models/presets.ts';
+import { type Preset, writeRandomCheckpoint } from '../src/models/presets.ts';
 import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
-import { EngineCore, defaultEngineOptions } from '../src/stream/engine-core.ts';
 import { Engine } from '../src/stream/engine.ts';
+import { defaultEngineOptions, EngineCore } from '../src/stream/engine-core.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
 const PARTS = ['throughput', 'latency', 'prompt-change', 'codec'] as const;
@@ -39,7 +39,10 @@ interface Variant {
   preset: ModelName;
   precision: Precision;
 }
-const variants: Variant[] = [{ preset: 'tiny', precision: 'fp32' }, { preset: 'demo', precision: 'fp32' }];
+const variants: Variant[] = [
+  { preset: 'tiny', precision: 'fp32' },
+  { preset: 'demo', precision: 'fp32' },
+];
 if (!args.quick) variants.push({ preset: 'small', precision: 'q4' }, { preset: 'small', precision: 'fp32' });
 
 const dirs = new Map<Preset, string>();
@@ -77,7 +80,8 @@ async function throughput(v: Variant): Promise<unknown> {
   for (const n of counts) {
     const options = { ...defaultEngineOptions(model), windowFrames: 500, keepFrames: 200 };
     const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
-    for (let i = 0; i < n; i++) await core.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
+    for (let i = 0; i < n; i++)
+      await core.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
     for (let i = 0; i < 5; i++) await core.step(true); // warm-up
     // Enough steps that codec chunks (every 25 frames, after 29) are part of the measurement.
     const steps = v.preset === 'small' ? 40 : 150;
@@ -108,10 +112,20 @@ async function throughput(v: Variant): Promise<unknown> {
   }
   await model.close();
   const realtime = rows.filter((r) => r.rtfPerStream! >= 1).map((r) => r.streams!);
-  table(`Throughput: ${v.preset} ${v.precision}, guidance 3 (2 rows per stream), window 500 frames`,
+  table(
+    `Throughput: ${v.preset} ${v.precision}, guidance 3 (2 rows per stream), window 500 frames`,
     ['streams', 'frames/s/stream', 'RTF/stream', 'step ms', 'decoder %', 'codec %', 'outside ORT %', 'pool MiB/stream'],
-    rows.map((r) => [r.streams!, r.framesPerSecPerStream!.toFixed(1), r.rtfPerStream!.toFixed(2), r.stepMs!.toFixed(2),
-      (100 * r.decoderShare!).toFixed(1), (100 * r.codecShare!).toFixed(1), (100 * r.outsideOrtShare!).toFixed(1), r.poolMiBPerStream!.toFixed(1)]));
+    rows.map((r) => [
+      r.streams!,
+      r.framesPerSecPerStream!.toFixed(1),
+      r.rtfPerStream!.toFixed(2),
+      r.stepMs!.toFixed(2),
+      (100 * r.decoderShare!).toFixed(1),
+      (100 * r.codecShare!).toFixed(1),
+      (100 * r.outsideOrtShare!).toFixed(1),
+      r.poolMiBPerStream!.toFixed(1),
+    ]),
+  );
   const maxRealtime = realtime.length ? Math.max(...realtime) : 0;
   console.log(`largest measured count that stays real time: ${maxRealtime}`);
   return { loadSeconds: loadS, rows, maxRealtimeStreams: maxRealtime };
@@ -119,7 +133,12 @@ async function throughput(v: Variant): Promise<unknown> {
 
 // ---- latency through the worker engine ----------------------------------------------------------
 async function latency(v: Variant, streams: number): Promise<unknown> {
-  const engine = await Engine.start({ modelDir: checkpoint(v.preset), precision: v.precision, cacheDir, engine: { windowFrames: 500, keepFrames: 200 } });
+  const engine = await Engine.start({
+    modelDir: checkpoint(v.preset),
+    precision: v.precision,
+    cacheDir,
+    engine: { windowFrames: 500, keepFrames: 200 },
+  });
   const firstPacket: number[] = [];
   const steer: number[] = [];
   const created = new Map<string, number>();
@@ -193,7 +212,9 @@ async function promptChange(v: Variant, historyFrames: number): Promise<Record<s
   for (let i = 0; i < 25; i++) reprimeMs = Math.max(reprimeMs, (await core.step(true)).decoderMs);
   await model.close();
   const stepMs = plain.slice(-5).sort((a, b) => a - b)[2]!;
-  log(`${v.preset} ${v.precision}: prompt change at ${historyFrames} frames: ${changeMs.toFixed(1)} ms (a step: ${stepMs.toFixed(1)} ms, a re-prime: ${reprimeMs.toFixed(1)} ms)`);
+  log(
+    `${v.preset} ${v.precision}: prompt change at ${historyFrames} frames: ${changeMs.toFixed(1)} ms (a step: ${stepMs.toFixed(1)} ms, a re-prime: ${reprimeMs.toFixed(1)} ms)`,
+  );
   return { historyFrames, stepDecoderMs: stepMs, changeStepDecoderMs: changeMs, reprimeStepDecoderMs: reprimeMs, ratio: changeMs / stepMs };
 }
 
@@ -225,9 +246,19 @@ async function codecLinearity(preset: ModelName, minutes: number): Promise<unkno
     short = Math.min(short, sum);
   }
   await model.close();
-  const r = { preset, minutes, chunkedSeconds: long, separateMinutesSeconds: short, ratio: long / short, realTimeFactor: (minutes * 60) / long };
-  table(`Codec: ${minutes} min decoded in chunks vs ${minutes} x 1 min (${preset})`, ['long s', `${minutes} x 1 min s`, 'ratio', 'x real time'],
-    [[long.toFixed(2), short.toFixed(2), r.ratio.toFixed(3), r.realTimeFactor.toFixed(1)]]);
+  const r = {
+    preset,
+    minutes,
+    chunkedSeconds: long,
+    separateMinutesSeconds: short,
+    ratio: long / short,
+    realTimeFactor: (minutes * 60) / long,
+  };
+  table(
+    `Codec: ${minutes} min decoded in chunks vs ${minutes} x 1 min (${preset})`,
+    ['long s', `${minutes} x 1 min s`, 'ratio', 'x real time'],
+    [[long.toFixed(2), short.toFixed(2), r.ratio.toFixed(3), r.realTimeFactor.toFixed(1)]],
+  );
   return r;
 }
 
@@ -236,22 +267,42 @@ try {
   if (only.includes('throughput')) for (const v of variants) out[`throughput.${v.preset}.${v.precision}`] = await throughput(v);
   if (only.includes('latency')) {
     const lat: unknown[] = [];
-    lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object });
-    lat.push({ variant: 'tiny fp32', ...(await latency({ preset: 'tiny', precision: 'fp32' }, 8)) as object });
-    lat.push({ variant: 'demo fp32', ...(await latency({ preset: 'demo', precision: 'fp32' }, 1)) as object });
-    if (!args.quick) lat.push({ variant: 'small q4', ...(await latency({ preset: 'small', precision: 'q4' }, 1)) as object });
+    lat.push({ variant: 'tiny fp32', ...((await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object) });
+    lat.push({ variant: 'tiny fp32', ...((await latency({ preset: 'tiny', precision: 'fp32' }, 8)) as object) });
+    lat.push({ variant: 'demo fp32', ...((await latency({ preset: 'demo', precision: 'fp32' }, 1)) as object) });
+    if (!args.quick) lat.push({ variant: 'small q4', ...((await latency({ preset: 'small', precision: 'q4' }, 1)) as object) });
     out.latency = lat;
-    table('Latency through the worker engine (lead target 1.5 s, window 500 frames)', ['variant', 'streams', 'first packet ms', 'steer -> packet ms', 'loop delay p99 ms', 'underruns'],
-      (lat as Record<string, number | string>[]).map((l) => [l.variant!, l.streams!, Number(l.firstPacketMs).toFixed(0), Number(l.steeringToFirstPacketMs).toFixed(0), Number(l.eventLoopDelayP99Ms).toFixed(2), l.underruns!]));
+    table(
+      'Latency through the worker engine (lead target 1.5 s, window 500 frames)',
+      ['variant', 'streams', 'first packet ms', 'steer -> packet ms', 'loop delay p99 ms', 'underruns'],
+      (lat as Record<string, number | string>[]).map((l) => [
+        l.variant!,
+        l.streams!,
+        Number(l.firstPacketMs).toFixed(0),
+        Number(l.steeringToFirstPacketMs).toFixed(0),
+        Number(l.eventLoopDelayP99Ms).toFixed(2),
+        l.underruns!,
+      ]),
+    );
   }
   if (only.includes('prompt-change')) {
     // A stream 480 frames (9.6 s) into a 500-frame window changes its prompt: the decoder time of that
     // step (the new row's prefill of the history plus the step) against an ordinary step and a re-prime.
     const change: Record<string, unknown>[] = [];
-    for (const v of variants.filter((x) => x.preset !== 'small' || x.precision === 'q4')) change.push({ variant: `${v.preset} ${v.precision}`, ...(await promptChange(v, 480)) });
+    for (const v of variants.filter((x) => x.preset !== 'small' || x.precision === 'q4'))
+      change.push({ variant: `${v.preset} ${v.precision}`, ...(await promptChange(v, 480)) });
     out.promptChange = change;
-    table('Prompt change 480 frames into a stream (window 500): decoder ms of that step', ['variant', 'ordinary step ms', 'change step ms', 'ratio', 're-prime step ms'],
-      change.map((c) => [String(c.variant), Number(c.stepDecoderMs).toFixed(1), Number(c.changeStepDecoderMs).toFixed(1), Number(c.ratio).toFixed(1), Number(c.reprimeStepDecoderMs).toFixed(1)]));
+    table(
+      'Prompt change 480 frames into a stream (window 500): decoder ms of that step',
+      ['variant', 'ordinary step ms', 'change step ms', 'ratio', 're-prime step ms'],
+      change.map((c) => [
+        String(c.variant),
+        Number(c.stepDecoderMs).toFixed(1),
+        Number(c.changeStepDecoderMs).toFixed(1),
+        Number(c.ratio).toFixed(1),
+        Number(c.reprimeStepDecoderMs).toFixed(1),
+      ]),
+    );
   }
   if (only.includes('codec')) {
     out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];

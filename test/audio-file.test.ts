@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { AudioFileError, decodeAudioFile, decodeToMono, detectAudioFormat, toMono } from '../src/stream/audio-file.ts';
+import { oggCrc32 } from '../src/stream/ogg-muxer.ts';
 import { OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 import { encodeWavFloat32 } from '../src/stream/wav.ts';
-import { oggCrc32 } from '../src/stream/ogg-muxer.ts';
 
 // ---- test-only writers -------------------------------------------------------------------------------
 
@@ -76,7 +76,15 @@ function encodeOggOpus(x: Float32Array, channels: 1 | 2): Uint8Array {
     const last = i + perPage >= packets.length;
     // Granule: 48 kHz samples through the page's last packet, pre-skip included; the last page ends the audio exactly.
     const granule = last ? BigInt(p.preSkip + p.samplesIn) : BigInt((i + group.length) * 960);
-    pages.push(oggPage(group.map((q) => q.data), granule, serial, pages.length, last ? 0x04 : 0));
+    pages.push(
+      oggPage(
+        group.map((q) => q.data),
+        granule,
+        serial,
+        pages.length,
+        last ? 0x04 : 0,
+      ),
+    );
   }
   const file = Buffer.concat(pages);
   return new Uint8Array(file.buffer, file.byteOffset, file.length);

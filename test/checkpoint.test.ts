@@ -75,7 +75,12 @@ describe('checkpoint errors name the file and the problem', () => {
     config.decoder.ffn_dim = 128;
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const w = Checkpoint.open(dir).openWeights();
-    expectCheckpointError(() => w.get('decoder.model.decoder.layers.0.fc1.weight', [128, 48]), 'CHECKPOINT_SHAPE', 'model.safetensors', /shape \[96,48\]/);
+    expectCheckpointError(
+      () => w.get('decoder.model.decoder.layers.0.fc1.weight', [128, 48]),
+      'CHECKPOINT_SHAPE',
+      'model.safetensors',
+      /shape \[96,48\]/,
+    );
     w.close();
   });
 });
@@ -86,7 +91,10 @@ describe('safetensors', () => {
     // 1.5, -2, 0.099975586 in float16 and bfloat16.
     const f16 = Uint16Array.of(0x3e00, 0xc000, 0x2e66);
     const bf16 = Uint16Array.of(0x3fc0, 0xc000, 0x3dcc);
-    const header = JSON.stringify({ a: { dtype: 'F16', shape: [3], data_offsets: [0, 6] }, b: { dtype: 'BF16', shape: [3], data_offsets: [6, 12] } }).padEnd(104, ' ');
+    const header = JSON.stringify({
+      a: { dtype: 'F16', shape: [3], data_offsets: [0, 6] },
+      b: { dtype: 'BF16', shape: [3], data_offsets: [6, 12] },
+    }).padEnd(104, ' ');
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(header.length));
     writeFileSync(path, Buffer.concat([len, Buffer.from(header), Buffer.from(f16.buffer), Buffer.from(bf16.buffer)]));
@@ -98,10 +106,13 @@ describe('safetensors', () => {
 
   it('round-trips what writeSafetensors writes', () => {
     const path = join(work, 'rt.safetensors');
-    writeSafetensors(path, new Map([
-      ['w', { dtype: 'F32', shape: [2, 2], data: Float32Array.of(1, 2, 3, 4) }],
-      ['i', { dtype: 'I64', shape: [1], data: BigInt64Array.of(-5n) }],
-    ]));
+    writeSafetensors(
+      path,
+      new Map([
+        ['w', { dtype: 'F32', shape: [2, 2], data: Float32Array.of(1, 2, 3, 4) }],
+        ['i', { dtype: 'I64', shape: [1], data: BigInt64Array.of(-5n) }],
+      ]),
+    );
     const f = SafetensorsFile.open(path);
     expect(Array.from(f.float32('w', [2, 2]))).toEqual([1, 2, 3, 4]);
     expect(Array.from(f.int64('i'))).toEqual([-5n]);

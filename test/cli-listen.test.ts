@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { parseServeArgs } from '../src/cli/serve.ts';
-import { startServer, type RiverrunServer } from '../src/server/server.ts';
-import { decodeWav } from '../src/stream/wav.ts';
 import { parsePromptList, parseSteeringLine } from '../src/cli/session.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { type RiverrunServer, startServer } from '../src/server/server.ts';
+import { decodeWav } from '../src/stream/wav.ts';
 
 const BIN = new URL('../bin/riverrun', import.meta.url).pathname;
 const PRE_SKIP = 312;
@@ -23,7 +23,10 @@ let url: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-cli-listen-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
-  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'], {})!;
+  const config = parseServeArgs(
+    ['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'],
+    {},
+  )!;
   server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
   url = `ws://127.0.0.1:${server.port}`;
 }, 60_000);
@@ -41,7 +44,10 @@ interface Run {
 }
 
 /** Runs `riverrun args`, writing `stdin` (then closing it); `during` may act on the running process. */
-function riverrun(args: string[], options: { stdin?: string; during?: (p: ReturnType<typeof spawn>, stderr: () => string) => void } = {}): Promise<Run> {
+function riverrun(
+  args: string[],
+  options: { stdin?: string; during?: (p: ReturnType<typeof spawn>, stderr: () => string) => void } = {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const p = spawn(BIN, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -149,8 +155,20 @@ describe('riverrun session', () => {
 describe('steering lines', () => {
   it('parses prompts, weighted lists, config, transitions and playback', () => {
     expect(parseSteeringLine('prompt: fast drums')).toEqual({ kind: 'prompts', prompts: [{ text: 'fast drums', weight: 1 }] });
-    expect(parseSteeringLine('  PROMPTS  lofi @ 1; rain @ 0.3 ;  ')).toEqual({ kind: 'prompts', prompts: [{ text: 'lofi', weight: 1 }, { text: 'rain', weight: 0.3 }] });
-    expect(parseSteeringLine('prompt: a\\;b @ 2; me\\@home')).toEqual({ kind: 'prompts', prompts: [{ text: 'a;b', weight: 2 }, { text: 'me@home', weight: 1 }] });
+    expect(parseSteeringLine('  PROMPTS  lofi @ 1; rain @ 0.3 ;  ')).toEqual({
+      kind: 'prompts',
+      prompts: [
+        { text: 'lofi', weight: 1 },
+        { text: 'rain', weight: 0.3 },
+      ],
+    });
+    expect(parseSteeringLine('prompt: a\\;b @ 2; me\\@home')).toEqual({
+      kind: 'prompts',
+      prompts: [
+        { text: 'a;b', weight: 2 },
+        { text: 'me@home', weight: 1 },
+      ],
+    });
     expect(parseSteeringLine('add: rain @ 0.5')).toEqual({ kind: 'add', prompt: { text: 'rain', weight: 0.5 } });
     expect(parseSteeringLine('remove: rain')).toEqual({ kind: 'remove', text: 'rain' });
     expect(parseSteeringLine('weight: rain @ 2')).toEqual({ kind: 'weight', text: 'rain', weight: 2 });

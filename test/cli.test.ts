@@ -30,7 +30,24 @@ describe('riverrun generate', () => {
     const ids = Array.from(ref().int64('generate.input_ids'), Number).join(',');
     const out = join(work, 'ref.wav');
     const codesOut = join(work, 'ref.json');
-    const r = await riverrun(['generate', '--model', FIXTURE_DIR, '--prompt-ids', ids, '--steps', '20', '--greedy', '--guidance', '3', '--out', out, '--codes-out', codesOut, '--threads', '1']);
+    const r = await riverrun([
+      'generate',
+      '--model',
+      FIXTURE_DIR,
+      '--prompt-ids',
+      ids,
+      '--steps',
+      '20',
+      '--greedy',
+      '--guidance',
+      '3',
+      '--out',
+      out,
+      '--codes-out',
+      codesOut,
+      '--threads',
+      '1',
+    ]);
     expect(r.stderr).toContain('17 frames');
     expect(r.code).toBe(0);
     const codes = (JSON.parse(readFileSync(codesOut, 'utf8')) as { codes: number[][] }).codes;
@@ -60,13 +77,35 @@ describe('riverrun generate', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/bogus/);
     expect(r.stderr).toMatch(/Usage: riverrun generate/);
-    const p = await riverrun(['generate', '--model', FIXTURE_DIR, '--prompt-ids', '1', '--steps', '20', '--precision', 'q3', '--out', join(work, 'x.wav')]);
+    const p = await riverrun([
+      'generate',
+      '--model',
+      FIXTURE_DIR,
+      '--prompt-ids',
+      '1',
+      '--steps',
+      '20',
+      '--precision',
+      'q3',
+      '--out',
+      join(work, 'x.wav'),
+    ]);
     expect(p.code).toBe(2);
     expect(p.stderr).toMatch(/--precision must be one of fp32, q8, q4/);
   });
 
   it('names the missing file when the model directory is wrong', async () => {
-    const r = await riverrun(['generate', '--model', join(work, 'nowhere'), '--prompt-ids', '1', '--steps', '20', '--out', join(work, 'x.wav')]);
+    const r = await riverrun([
+      'generate',
+      '--model',
+      join(work, 'nowhere'),
+      '--prompt-ids',
+      '1',
+      '--steps',
+      '20',
+      '--out',
+      join(work, 'x.wav'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('CHECKPOINT_MISSING_FILE');
     expect(r.stderr).toContain(join(work, 'nowhere'));

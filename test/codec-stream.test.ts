@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBundle } from '../src/models/model-bundle.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { CodecStream, CodecStreamError, DEFAULT_CODEC_STREAM, type CodecDecodeFn, type CodecStreamOptions, type CodecStreamStats } from '../src/stream/codec-stream.ts';
+import {
+  type CodecDecodeFn,
+  CodecStream,
+  CodecStreamError,
+  type CodecStreamOptions,
+  type CodecStreamStats,
+  DEFAULT_CODEC_STREAM,
+} from '../src/stream/codec-stream.ts';
 import { Rng } from '../src/stream/rng.ts';
 import { FIXTURE_DIR } from './fixture.ts';
 
@@ -137,8 +144,10 @@ for (const c of CASES) {
       expect(r.audio.length).toBe(FRAMES * hop);
       const a = accuracy(r.audio, full);
       const { chunkFrames, leftContextFrames, lookaheadFrames } = DEFAULT_CODEC_STREAM;
-      console.log(`[${c.name}] defaults chunk ${chunkFrames} / left ${leftContextFrames} / lookahead ${lookaheadFrames}, ${FRAMES} frames: ${fmt(a)}; ` +
-        `${r.stats.framesDecoded} frames decoded for ${r.stats.framesEmitted} emitted (${(r.stats.framesDecoded / r.stats.framesEmitted).toFixed(3)}), ${r.stats.decodeCalls} calls`);
+      console.log(
+        `[${c.name}] defaults chunk ${chunkFrames} / left ${leftContextFrames} / lookahead ${lookaheadFrames}, ${FRAMES} frames: ${fmt(a)}; ` +
+          `${r.stats.framesDecoded} frames decoded for ${r.stats.framesEmitted} emitted (${(r.stats.framesDecoded / r.stats.framesEmitted).toFixed(3)}), ${r.stats.decodeCalls} calls`,
+      );
       // Measured: ~6e-6 / 121 dB (preset), ~1e-5 / 124 dB (fixture) against signals of rms 0.2-0.6.
       expect(a.maxErr).toBeLessThan(1e-4);
       expect(a.snrDb).toBeGreaterThan(100);
@@ -207,8 +216,10 @@ for (const c of CASES) {
       const { chunkFrames: C, leftContextFrames: L, lookaheadFrames: A } = DEFAULT_CODEC_STREAM;
       expect(steady).toBeCloseTo((C + L + A) / C, 12);
       const ratio = (s: CodecStreamStats) => s.framesDecoded / s.framesEmitted;
-      console.log(`[${c.name}] frames decoded / emitted: 300 frames ${ratio(r300.stats).toFixed(4)}, 3000 frames ${ratio(r3000.stats).toFixed(4)}, ` +
-        `steady state ${steady.toFixed(4)}; most frames held ${r3000.maxHeld}`);
+      console.log(
+        `[${c.name}] frames decoded / emitted: 300 frames ${ratio(r300.stats).toFixed(4)}, 3000 frames ${ratio(r3000.stats).toFixed(4)}, ` +
+          `steady state ${steady.toFixed(4)}; most frames held ${r3000.maxHeld}`,
+      );
       // Linear: every extra chunk costs exactly one steady-state window; only the start (no history to
       // re-decode yet) and the flush differ, a constant that fades from the ratio as the stream grows.
       expect((r3000.stats.framesDecoded - r300.stats.framesDecoded) * C).toBe((C + L + A) * 2700);
@@ -228,9 +239,14 @@ for (const c of CASES) {
       const xf128 = accuracy((await runStream(new CodecStream(decode, opts({ crossfadeSamples: 128 })), frames)).audio, full);
       const xf640 = accuracy((await runStream(new CodecStream(decode, opts({ crossfadeSamples: 640 })), frames)).audio, full);
       const left8 = accuracy((await runStream(new CodecStream(decode, opts({ leftContextFrames: 8 })), frames)).audio, full);
-      const left8xf = accuracy((await runStream(new CodecStream(decode, opts({ leftContextFrames: 8, crossfadeSamples: 128 })), frames)).audio, full);
-      console.log(`[${c.name}] cross-fade off: ${fmt(off)}; 128 samples: ${fmt(xf128)}; 640 samples: ${fmt(xf640)}; ` +
-        `left 8 off: ${fmt(left8)}; left 8 + 128 samples: ${fmt(left8xf)}`);
+      const left8xf = accuracy(
+        (await runStream(new CodecStream(decode, opts({ leftContextFrames: 8, crossfadeSamples: 128 })), frames)).audio,
+        full,
+      );
+      console.log(
+        `[${c.name}] cross-fade off: ${fmt(off)}; 128 samples: ${fmt(xf128)}; 640 samples: ${fmt(xf640)}; ` +
+          `left 8 off: ${fmt(left8)}; left 8 + 128 samples: ${fmt(left8xf)}`,
+      );
       // Within the 158 samples past a chunk that lookahead 4 decodes exactly, fading never hurts ...
       expect(xf128.snrDb).toBeGreaterThanOrEqual(off.snrDb - 0.1);
       expect(left8xf.snrDb).toBeGreaterThanOrEqual(left8.snrDb - 0.1);
@@ -254,7 +270,8 @@ describe('CodecStream bookkeeping (stub decoder)', () => {
     return out;
   };
   const seq = (n: number, from = 0) => Array.from({ length: n }, (_, t) => [from + t, 0, 0, 0]);
-  const expected = (n: number, from = 0) => Float32Array.from({ length: n * hop }, (_, i) => (from + Math.floor(i / hop)) * hop + (i % hop));
+  const expected = (n: number, from = 0) =>
+    Float32Array.from({ length: n * hop }, (_, i) => (from + Math.floor(i / hop)) * hop + (i % hop));
   const opts: CodecStreamOptions = { codebooks: K, hop, chunkFrames: 10, leftContextFrames: 6, lookaheadFrames: 3 };
 
   it('emits each frame once, in order, from windows of left + chunk + lookahead frames', async () => {

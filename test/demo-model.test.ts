@@ -21,11 +21,11 @@ import { DEMO_MODEL_DIR, defaultModelDir } from '../src/models/default-model.ts'
 import { ModelBundle } from '../src/models/model-bundle.ts';
 import { tensorSpecs, writeRandomCheckpoint } from '../src/models/presets.ts';
 import { SafetensorsFile } from '../src/models/safetensors.ts';
-import { EngineCore, defaultEngineOptions } from '../src/stream/engine-core.ts';
+import { startServer } from '../src/server/server.ts';
+import { defaultEngineOptions, EngineCore } from '../src/stream/engine-core.ts';
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 import { decodeWav } from '../src/stream/wav.ts';
-import { startServer } from '../src/server/server.ts';
 import { TestClient } from './helpers/ws-client.ts';
 
 const CLIP = 'test/data/heldout-clip.wav';
@@ -91,7 +91,13 @@ function highShare(x: Float32Array, sampleRate: number, cutoff = 5000): number {
   const w = (2 * Math.PI * cutoff) / sampleRate;
   const alpha = Math.sin(w) / Math.SQRT2;
   const c = Math.cos(w);
-  const [b0, b1, b2, a1, a2] = [(1 + c) / 2, -(1 + c), (1 + c) / 2, -2 * c, 1 - alpha].map((v) => v / (1 + alpha)) as [number, number, number, number, number];
+  const [b0, b1, b2, a1, a2] = [(1 + c) / 2, -(1 + c), (1 + c) / 2, -2 * c, 1 - alpha].map((v) => v / (1 + alpha)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   let y = Float64Array.from(x);
   for (let pass = 0; pass < 2; pass++) {
     const out = new Float64Array(y.length);
@@ -131,8 +137,14 @@ async function crossEntropy(codes: BigInt64Array, frames: number, promptIds: num
   const D = hidden / H;
   const zeros = (n: number): Float32Array => new Float32Array(n);
   const out = await model.decode({
-    rows: 1, tokens: T, ids, positions: BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), pastLength: new BigInt64Array(1),
-    window: 1, pastKeys: Array.from({ length: L }, () => zeros(H * D)), pastValues: Array.from({ length: L }, () => zeros(H * D)),
+    rows: 1,
+    tokens: T,
+    ids,
+    positions: BigInt64Array.from({ length: T }, (_, t) => BigInt(t)),
+    pastLength: new BigInt64Array(1),
+    window: 1,
+    pastKeys: Array.from({ length: L }, () => zeros(H * D)),
+    pastValues: Array.from({ length: L }, () => zeros(H * D)),
     textTokens: S,
     crossKeys: text.keys,
     crossValues: text.values,
@@ -165,7 +177,9 @@ describe('embedded demo model', () => {
     expect(ckpt.tokenizerPath).toBe(join(DEMO_MODEL_DIR, 'tokenizer.json'));
     const f = SafetensorsFile.open(join(DEMO_MODEL_DIR, 'model.safetensors'));
     try {
-      expect(new Map([...f.tensors].map(([k, v]) => [k, v.shape]))).toEqual(new Map(tensorSpecs(ckpt.rawConfig).map((s) => [s.name, s.shape])));
+      expect(new Map([...f.tensors].map(([k, v]) => [k, v.shape]))).toEqual(
+        new Map(tensorSpecs(ckpt.rawConfig).map((s) => [s.name, s.shape])),
+      );
     } finally {
       f.close();
     }
@@ -176,7 +190,11 @@ describe('embedded demo model', () => {
   it('its codec reconstructs a held-out clip; a random codec does not', async () => {
     expect(await envelopeCorrelation(model)).toBeGreaterThan(CODEC_MIN_ENVELOPE_CORRELATION);
     writeRandomCheckpoint(join(work, 'random'), 'tiny', { seed: 3 });
-    const random = await ModelBundle.load(join(work, 'random'), { threads: 1, cacheDir: join(work, 'cache'), graphs: ['codec_encoder', 'codec_decoder'] });
+    const random = await ModelBundle.load(join(work, 'random'), {
+      threads: 1,
+      cacheDir: join(work, 'cache'),
+      graphs: ['codec_encoder', 'codec_decoder'],
+    });
     try {
       expect(await envelopeCorrelation(random)).toBeLessThan(CODEC_MIN_ENVELOPE_CORRELATION);
     } finally {
@@ -225,7 +243,9 @@ describe('embedded demo model', () => {
     const share = async (id: string, from: number, to: number): Promise<number> => {
       const frames = codes.get(id)!.slice(framesOf(from), framesOf(to));
       const K = model.config.decoder.numCodebooks;
-      const flat = BigInt64Array.from({ length: K * frames.length }, (_, i) => BigInt(frames[i % frames.length]![Math.floor(i / frames.length)]!));
+      const flat = BigInt64Array.from({ length: K * frames.length }, (_, i) =>
+        BigInt(frames[i % frames.length]![Math.floor(i / frames.length)]!),
+      );
       return highShare(await model.decodeAudio(flat, 1, frames.length), model.config.codec.samplingRate);
     };
     const mean = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
@@ -239,8 +259,11 @@ describe('embedded demo model', () => {
     const { codec, decoder } = model.config;
     const gen = model.checkpoint.generation;
     const r = await generateOffline(model, {
-      promptIds: model.tokenize('fast drums'), steps: 50 + decoder.numCodebooks - 1, guidance: gen.guidanceScale,
-      sampling: { temperature: 1, topK: gen.topK, topP: 0 }, seed: 1,
+      promptIds: model.tokenize('fast drums'),
+      steps: 50 + decoder.numCodebooks - 1,
+      guidance: gen.guidanceScale,
+      sampling: { temperature: 1, topK: gen.topK, topP: 0 },
+      seed: 1,
     });
     expect(r.audio.length).toBe(50 * codec.hop);
     let energy = 0;
@@ -270,8 +293,10 @@ describe('embedded demo model', () => {
   it('is what riverrun generate uses when no --model is given', async () => {
     const out = join(work, 'default.wav');
     const bin = new URL('../bin/riverrun', import.meta.url).pathname;
-    await promisify(execFile)(bin, ['generate', '--prompt', 'slow piano', '--seconds', '1', '--out', out, '--threads', '1'],
-      { env: { ...process.env, RIVERRUN_CACHE: join(work, 'cache') }, timeout: 120_000 });
+    await promisify(execFile)(bin, ['generate', '--prompt', 'slow piano', '--seconds', '1', '--out', out, '--threads', '1'], {
+      env: { ...process.env, RIVERRUN_CACHE: join(work, 'cache') },
+      timeout: 120_000,
+    });
     const wav = decodeWav(readFileSync(out));
     expect(wav).toMatchObject({ sampleRate: 32000, channels: 1 });
     expect(wav.samples.length).toBe(32000);

@@ -1,6 +1,6 @@
 // EnCodec graphs (src/models/graphs/encodec.ts) against the musicgen-tiny reference tensors, which follow
 // Hugging Face's EncodecModel (float32, CPU). See /work/shared/fixtures/musicgen-tiny/README.md (d), (e).
-import { existsSync, mkdtempSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint, Weights } from '../src/models/checkpoint.ts';
 import { buildEncodecDecoder, buildEncodecEncoder, encodecPad1d, weightNormed } from '../src/models/graphs/encodec.ts';
 import { GraphBuilder } from '../src/models/onnx/graph-builder.ts';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/models/safetensors.ts';
+import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../src/models/safetensors.ts';
 
 /** The fixture: $RIVERRUN_TINY_FIXTURE, else <repo>/../shared/fixtures/musicgen-tiny. */
 function fixtureDir(): string {
@@ -83,9 +83,14 @@ describe('EnCodec graphs vs musicgen-tiny reference', () => {
     const out = await decode(codes.data, [2, 4, 12]);
     expect(out.audio_values!.dims).toEqual([2, 1, 7680]);
     expect(out.quantized_embeddings!.dims).toEqual([2, 16, 12]);
-    const embErr = maxAbsDiff(out.quantized_embeddings!.data as Float32Array, ref.float32('encodec_decode.quantized_embeddings', [2, 16, 12]));
+    const embErr = maxAbsDiff(
+      out.quantized_embeddings!.data as Float32Array,
+      ref.float32('encodec_decode.quantized_embeddings', [2, 16, 12]),
+    );
     const audioErr = maxAbsDiff(out.audio_values!.data as Float32Array, ref.float32('encodec_decode.audio_values', [2, 1, 7680]));
-    console.log(`encodec decode: quantized_embeddings max abs err ${embErr.toExponential(2)}, audio_values max abs err ${audioErr.toExponential(2)}`);
+    console.log(
+      `encodec decode: quantized_embeddings max abs err ${embErr.toExponential(2)}, audio_values max abs err ${audioErr.toExponential(2)}`,
+    );
     expect(embErr).toBeLessThan(1e-5);
     expect(audioErr).toBeLessThan(1e-4);
   });
@@ -104,7 +109,9 @@ describe('EnCodec graphs vs musicgen-tiny reference', () => {
     const rec = await decode(out.audio_codes!.data as BigInt64Array, [1, 4, 25]);
     expect(rec.audio_values!.dims).toEqual([1, 1, 16000]);
     const recErr = maxAbsDiff(rec.audio_values!.data as Float32Array, ref.float32('encodec_encode.reconstruction', [1, 1, 16000]));
-    console.log(`encodec encode: embeddings max abs err ${embErr.toExponential(2)}, codes identical (100/100), reconstruction max abs err ${recErr.toExponential(2)}`);
+    console.log(
+      `encodec encode: embeddings max abs err ${embErr.toExponential(2)}, codes identical (100/100), reconstruction max abs err ${recErr.toExponential(2)}`,
+    );
     expect(embErr).toBeLessThan(1e-4);
     expect(recErr).toBeLessThan(1e-4);
   });
@@ -173,7 +180,11 @@ describe('EnCodec graphs vs musicgen-tiny reference', () => {
   });
 
   it('encodecPad1d follows EnCodec _pad1d (zero-append for short inputs, reflect otherwise)', async () => {
-    const cases: { left: number; right: number }[] = [{ left: 3, right: 3 }, { left: 3, right: 2 }, { left: 1, right: 1 }];
+    const cases: { left: number; right: number }[] = [
+      { left: 3, right: 3 },
+      { left: 3, right: 2 },
+      { left: 1, right: 1 },
+    ];
     for (const { left, right } of cases) {
       const g = new GraphBuilder('pad');
       const x = g.input('x', 'float', [1, 2, 'n']);

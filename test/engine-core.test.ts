@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBundle } from '../src/models/model-bundle.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import type { WeightedPrompt } from '../src/stream/controls.ts';
-import { EngineCore, defaultEngineOptions, type AppliedEvent, type EngineOptions, type StampedPacket } from '../src/stream/engine-core.ts';
+import type { WeightedPrompt } from '../src/protocol/controls.ts';
+import { type AppliedEvent, defaultEngineOptions, EngineCore, type EngineOptions, type StampedPacket } from '../src/stream/engine-core.ts';
 import { PromptMix, weightOf } from '../src/stream/prompt-mix.ts';
 import { RowPool } from '../src/stream/row-pool.ts';
 import type { Stream } from '../src/stream/stream.ts';
@@ -45,14 +45,19 @@ function makeCore(options: Partial<EngineOptions> = {}): Recorder {
     if (!m.has(id)) m.set(id, []);
     m.get(id)!.push(v);
   };
-  const core = new EngineCore(model, text, { ...defaultEngineOptions(model), now: () => clock.now, ...options }, {
-    packets: (id, p) => p.forEach((x) => push(packets, id, x)),
-    applied: (id, e) => push(applied, id, e),
-    codes: (id, frame, c) => push(codes, id, [frame, ...c]),
-    error: (id, code, message) => {
-      throw new Error(`${id}: ${code} ${message}`);
+  const core = new EngineCore(
+    model,
+    text,
+    { ...defaultEngineOptions(model), now: () => clock.now, ...options },
+    {
+      packets: (id, p) => p.forEach((x) => push(packets, id, x)),
+      applied: (id, e) => push(applied, id, e),
+      codes: (id, frame, c) => push(codes, id, [frame, ...c]),
+      error: (id, code, message) => {
+        throw new Error(`${id}: ${code} ${message}`);
+      },
     },
-  });
+  );
   return { core, codes, packets, applied, clock };
 }
 
@@ -146,10 +151,17 @@ describe('steering', () => {
     ref.setPrompt(1, await text.encode('slow piano'));
     ref.setPrompt(2, await text.encode('fast drums'));
     const ids = new BigInt64Array(3 * K * T);
-    for (let row = 0; row < 3; row++) for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(row * K + k) * T + t] = BigInt(prefix[t]![k]!);
+    for (let row = 0; row < 3; row++)
+      for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(row * K + k) * T + t] = BigInt(prefix[t]![k]!);
     const out = await model.decode({
-      rows: 3, tokens: T, ids, positions: BigInt64Array.from({ length: 3 * T }, (_, i) => BigInt(i % T)), pastLength: new BigInt64Array(3),
-      window: shape.window, textTokens: shape.textTokens, ...ref.views(0, 3),
+      rows: 3,
+      tokens: T,
+      ids,
+      positions: BigInt64Array.from({ length: 3 * T }, (_, i) => BigInt(i % T)),
+      pastLength: new BigInt64Array(3),
+      window: shape.window,
+      textTokens: shape.textTokens,
+      ...ref.views(0, 3),
     });
     ref.kv.write(out.newKv, 0, 3, T, [0, 0, 0]);
     const { heads: H, headDim: D, window: W, layers } = shape;
@@ -225,7 +237,10 @@ describe('playback', () => {
     // before the next frame completes).
     r.core.playback('s', 'reset_context');
     await run(r, 10);
-    const after = r.codes.get('s')!.map((f) => f[0]).slice(27);
+    const after = r.codes
+      .get('s')!
+      .map((f) => f[0])
+      .slice(27);
     expect(after).toEqual(Array.from({ length: 7 }, (_, i) => 27 + i));
 
     r.core.playback('s', 'stop');
@@ -280,7 +295,14 @@ describe('batching', () => {
   it('streams batched in one run give the same tokens as each run alone', async () => {
     const specs = [
       { id: 'a', prompts: piano, config: { seed: 11 } },
-      { id: 'b', prompts: [{ text: 'fast drums', weight: 1 }, { text: 'dark', weight: 0.5 }], config: { seed: 12 } },
+      {
+        id: 'b',
+        prompts: [
+          { text: 'fast drums', weight: 1 },
+          { text: 'dark', weight: 0.5 },
+        ],
+        config: { seed: 12 },
+      },
       { id: 'c', prompts: drums, config: { seed: 13, temperature: 0.7, topK: 50 } },
     ];
     const together = makeCore();
@@ -314,7 +336,9 @@ describe('audio prompts', () => {
     const codes = r.codes.get('s')!;
     // All 30 clip frames, in order, with the clip's codes, then the continuation.
     const frames = 30;
-    expect(codes.slice(0, frames).map((f) => f.slice(1))).toEqual(Array.from({ length: frames }, (_, t) => [0, 1, 2, 3].map((k) => Number(expected[k * frames + t]))));
+    expect(codes.slice(0, frames).map((f) => f.slice(1))).toEqual(
+      Array.from({ length: frames }, (_, t) => [0, 1, 2, 3].map((k) => Number(expected[k * frames + t]))),
+    );
     expect(codes.map((f) => f[0])).toEqual(Array.from({ length: codes.length }, (_, i) => i));
     // 20 steps complete 20 frames: the clip's last 3 (their late codebooks are forced), then 17 new ones.
     expect(codes.length).toBe(frames + 20 - 3);

@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { OpusDecoder } from 'opus-decoder';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { Engine } from '../src/stream/engine.ts';
 import type { AppliedEvent, StampedPacket } from '../src/stream/engine-core.ts';
-import { Engine, EngineError } from '../src/stream/engine.ts';
+import { EngineError } from '../src/stream/engine-errors.ts';
 
 let work: string;
 let engine: Engine;
@@ -18,7 +19,12 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-engine-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
   // A small window makes the stream re-prime every ~0.6 s of audio.
-  engine = await Engine.start({ modelDir: join(work, 'tiny'), cacheDir: join(work, 'cache'), threads: 1, engine: { windowFrames: 48, keepFrames: 20, leadTargetMs: 1000 } });
+  engine = await Engine.start({
+    modelDir: join(work, 'tiny'),
+    cacheDir: join(work, 'cache'),
+    threads: 1,
+    engine: { windowFrames: 48, keepFrames: 20, leadTargetMs: 1000 },
+  });
   engine.on('packets', (id, p) => packets.set(id, [...(packets.get(id) ?? []), ...p]));
   engine.on('applied', (id, e) => applied.set(id, [...(applied.get(id) ?? []), e]));
 }, 60_000);
@@ -71,7 +77,14 @@ describe('engine worker', () => {
   it('steering reaches the stream: applied, then packets with the new control', async () => {
     await engine.createStream('steer', { prompts: [{ text: 'slow piano', weight: 1 }] });
     await waitFor(() => (packets.get('steer')?.length ?? 0) > 10);
-    await engine.setPrompts('steer', [{ text: 'fast drums', weight: 1 }, { text: 'happy', weight: 0.5 }], 500);
+    await engine.setPrompts(
+      'steer',
+      [
+        { text: 'fast drums', weight: 1 },
+        { text: 'happy', weight: 0.5 },
+      ],
+      500,
+    );
     await waitFor(() => (packets.get('steer') ?? []).some((p) => p.control === 1));
     const e = applied.get('steer')!;
     expect(e.map((x) => x.control)).toEqual([0, 1]);

@@ -3,17 +3,17 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runModelFetch } from '../src/cli/model-fetch.ts';
 import { UsageError } from '../src/cli/usage-error.ts';
-import { defaultModelDir, fetchCheckpoint, HubError } from '../src/models/hub.ts';
 import type { FetchProgress } from '../src/models/hub.ts';
+import { defaultModelDir, fetchCheckpoint, HubError } from '../src/models/hub.ts';
 
 interface FixtureFile {
   content: Buffer;
@@ -238,7 +238,12 @@ describe('fetchCheckpoint', () => {
   it('downloads the MusicGen files, following the CDN redirect, and verifies them', async () => {
     const dir = join(tmp, 'out');
     const progress: FetchProgress[] = [];
-    const result = await fetchCheckpoint({ repo: 'facebook/musicgen-small', dir, endpoint: hub.hubUrl, onProgress: (p) => progress.push(p) });
+    const result = await fetchCheckpoint({
+      repo: 'facebook/musicgen-small',
+      dir,
+      endpoint: hub.hubUrl,
+      onProgress: (p) => progress.push(p),
+    });
 
     expect(result.dir).toBe(dir);
     expect(result.files).toEqual([
@@ -284,7 +289,9 @@ describe('fetchCheckpoint', () => {
     await writeFile(join(dir, 'model.safetensors'), randomBytes(1_500_000)); // right size, wrong bytes
     hub.seen.length = 0;
     await fetchCheckpoint({ repo: 'facebook/musicgen-small', dir, endpoint: hub.hubUrl });
-    expect(hub.cdnGets().map((r) => r.url)).toEqual([expect.stringContaining(sha256(fixtureFile('facebook/musicgen-small', 'model.safetensors')))]);
+    expect(hub.cdnGets().map((r) => r.url)).toEqual([
+      expect.stringContaining(sha256(fixtureFile('facebook/musicgen-small', 'model.safetensors'))),
+    ]);
     expect((await readFile(join(dir, 'model.safetensors'))).equals(fixtureFile('facebook/musicgen-small', 'model.safetensors'))).toBe(true);
   });
 
@@ -310,7 +317,10 @@ describe('fetchCheckpoint', () => {
     const dir = join(tmp, 'out');
     const weights = fixtureFile('facebook/musicgen-small', 'model.safetensors');
     hub.dropAfter = 500_000;
-    const err = await expectHubError(fetchCheckpoint({ repo: 'facebook/musicgen-small', dir, endpoint: hub.hubUrl, files: ['model.safetensors'] }), 'HUB_NETWORK');
+    const err = await expectHubError(
+      fetchCheckpoint({ repo: 'facebook/musicgen-small', dir, endpoint: hub.hubUrl, files: ['model.safetensors'] }),
+      'HUB_NETWORK',
+    );
     expect(err.message).toContain('model.safetensors');
     expect(err.message).toContain('resume');
     const partial = await readFile(join(dir, 'model.safetensors.incomplete'));
@@ -326,7 +336,12 @@ describe('fetchCheckpoint', () => {
   it('stops on abort without wrapping the AbortError', async () => {
     const ac = new AbortController();
     ac.abort();
-    const err = await fetchCheckpoint({ repo: 'facebook/musicgen-small', dir: join(tmp, 'out'), endpoint: hub.hubUrl, signal: ac.signal }).catch((e: unknown) => e);
+    const err = await fetchCheckpoint({
+      repo: 'facebook/musicgen-small',
+      dir: join(tmp, 'out'),
+      endpoint: hub.hubUrl,
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
     expect(err).not.toBeInstanceOf(HubError);
     expect((err as Error).name).toBe('AbortError');
   });
@@ -357,7 +372,10 @@ describe('fetchCheckpoint', () => {
   it('detects a checksum mismatch, names the file and leaves no file behind', async () => {
     const dir = join(tmp, 'out');
     hub.lie = true;
-    const err = await expectHubError(fetchCheckpoint({ repo: 'facebook/musicgen-small', dir, endpoint: hub.hubUrl, files: ['model.safetensors'] }), 'HUB_CHECKSUM');
+    const err = await expectHubError(
+      fetchCheckpoint({ repo: 'facebook/musicgen-small', dir, endpoint: hub.hubUrl, files: ['model.safetensors'] }),
+      'HUB_CHECKSUM',
+    );
     const expected = sha256(fixtureFile('facebook/musicgen-small', 'model.safetensors'));
     expect(err.message).toContain('model.safetensors');
     expect(err.message).toContain(expected);
@@ -368,7 +386,10 @@ describe('fetchCheckpoint', () => {
 
   it('explains a 401 by pointing at HF_TOKEN and the licence page', async () => {
     hub.repos.set('org/gated', { ...musicgenFixture(), token: 'hf_secret' });
-    const err = await expectHubError(fetchCheckpoint({ repo: 'org/gated', dir: join(tmp, 'out'), endpoint: hub.hubUrl }), 'HUB_UNAUTHORIZED');
+    const err = await expectHubError(
+      fetchCheckpoint({ repo: 'org/gated', dir: join(tmp, 'out'), endpoint: hub.hubUrl }),
+      'HUB_UNAUTHORIZED',
+    );
     expect(err.message).toContain('HF_TOKEN');
     expect(err.message).toContain('org/gated');
     expect(err.message).toContain(`${hub.hubUrl}/org/gated`);
@@ -392,12 +413,18 @@ describe('fetchCheckpoint', () => {
 
   it('says which token is wrong when HF_TOKEN is rejected', async () => {
     hub.repos.set('org/gated', { ...musicgenFixture(), token: 'hf_secret' });
-    const err = await expectHubError(fetchCheckpoint({ repo: 'org/gated', dir: join(tmp, 'out'), endpoint: hub.hubUrl, token: 'hf_wrong' }), 'HUB_UNAUTHORIZED');
+    const err = await expectHubError(
+      fetchCheckpoint({ repo: 'org/gated', dir: join(tmp, 'out'), endpoint: hub.hubUrl, token: 'hf_wrong' }),
+      'HUB_UNAUTHORIZED',
+    );
     expect(err.message).toMatch(/HF_TOKEN was rejected/);
   });
 
   it('reports a missing repo or revision as HUB_NOT_FOUND', async () => {
-    const repoErr = await expectHubError(fetchCheckpoint({ repo: 'nobody/nothing', dir: join(tmp, 'out'), endpoint: hub.hubUrl }), 'HUB_NOT_FOUND');
+    const repoErr = await expectHubError(
+      fetchCheckpoint({ repo: 'nobody/nothing', dir: join(tmp, 'out'), endpoint: hub.hubUrl }),
+      'HUB_NOT_FOUND',
+    );
     expect(repoErr.message).toContain('nobody/nothing');
     expect(repoErr.message).toContain('not found');
     const revErr = await expectHubError(
@@ -411,7 +438,10 @@ describe('fetchCheckpoint', () => {
     const fx = musicgenFixture();
     delete fx.files['model.safetensors'];
     hub.repos.set('old/musicgen', fx);
-    const err = await expectHubError(fetchCheckpoint({ repo: 'old/musicgen', dir: join(tmp, 'out'), endpoint: hub.hubUrl }), 'HUB_NO_SAFETENSORS');
+    const err = await expectHubError(
+      fetchCheckpoint({ repo: 'old/musicgen', dir: join(tmp, 'out'), endpoint: hub.hubUrl }),
+      'HUB_NO_SAFETENSORS',
+    );
     expect(err.message).toContain('old/musicgen');
     expect(err.message).toContain('safetensors');
     expect(err.message).toContain('pytorch_model.bin');
@@ -431,7 +461,11 @@ describe('fetchCheckpoint', () => {
     hub.repos.set('big/musicgen', fx);
     const dir = join(tmp, 'out');
     const result = await fetchCheckpoint({ repo: 'big/musicgen', dir, endpoint: hub.hubUrl });
-    expect(result.files.slice(-3)).toEqual(['model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(result.files.slice(-3)).toEqual([
+      'model.safetensors.index.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ]);
     for (const f of result.files) expect((await readFile(join(dir, f))).equals(fx.files[f]?.content ?? Buffer.alloc(0))).toBe(true);
   });
 
@@ -440,7 +474,9 @@ describe('fetchCheckpoint', () => {
     const result = await fetchCheckpoint({ repo: 'facebook/musicgen-small', files: ['config.json'] });
     expect(result.dir).toBe(join(tmp, 'cache', 'models', 'facebook--musicgen-small'));
     expect(defaultModelDir('facebook/musicgen-small')).toBe(result.dir);
-    expect(defaultModelDir('facebook/musicgen-small', 'refs/pr/1')).toBe(join(tmp, 'cache', 'models', 'facebook--musicgen-small@refs--pr--1'));
+    expect(defaultModelDir('facebook/musicgen-small', 'refs/pr/1')).toBe(
+      join(tmp, 'cache', 'models', 'facebook--musicgen-small@refs--pr--1'),
+    );
     expect(await readFile(join(result.dir, 'config.json'), 'utf8')).toContain('musicgen');
     expect(hub.seen.length).toBeGreaterThan(0);
   });
@@ -449,7 +485,10 @@ describe('fetchCheckpoint', () => {
     const url = hub.hubUrl;
     await hub.stop();
     hub = new FakeHub(); // afterEach stops this fresh, never-started one
-    const err = await expectHubError(fetchCheckpoint({ repo: 'facebook/musicgen-small', dir: join(tmp, 'out'), endpoint: url }), 'HUB_NETWORK');
+    const err = await expectHubError(
+      fetchCheckpoint({ repo: 'facebook/musicgen-small', dir: join(tmp, 'out'), endpoint: url }),
+      'HUB_NETWORK',
+    );
     expect(err.message).toContain(url);
     expect(err.message).toContain('HF_ENDPOINT');
   });

@@ -5,23 +5,24 @@
 // <security><changeowner> section; so as root the generated config drops privileges to the package's
 // `icecast2` user (or `nobody`), and as any other user it runs as that user. Its logs go to stderr
 // ("-"), so it never writes to the temp dir after reading its config.
-import { execFileSync, spawn } from 'node:child_process';
+
 import type { ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IcecastSource, parseIcecastUrl } from '../src/server/icecast.ts';
-import type { IcecastState } from '../src/server/icecast.ts';
-import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
-import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { pino } from 'pino';
-import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeArgs } from '../src/cli/serve.ts';
-import { startServer, type RiverrunServer } from '../src/server/server.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import type { IcecastState } from '../src/server/icecast.ts';
+import { IcecastSource, parseIcecastUrl } from '../src/server/icecast.ts';
+import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
+import { type RiverrunServer, startServer } from '../src/server/server.ts';
+import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -41,7 +42,8 @@ function findIcecast(): string | null {
 
 const ICECAST = findIcecast();
 const IN_CI = Boolean(process.env.CI);
-if (!ICECAST && !IN_CI) console.warn('test/icecast.test.ts: icecast2 is not installed (apt-get install icecast2): skipping the real-server tests');
+if (!ICECAST && !IN_CI)
+  console.warn('test/icecast.test.ts: icecast2 is not installed (apt-get install icecast2): skipping the real-server tests');
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -124,7 +126,13 @@ function oggPages(bytes: Buffer): { pages: OggPage[]; complete: number } {
     for (let i = 0; i < nseg; i++) len += bytes[at + 27 + i]!;
     const end = at + 27 + nseg + len;
     if (end > bytes.length) break;
-    pages.push({ flags: bytes[at + 5]!, granule: bytes.readBigInt64LE(at + 6), serial: bytes.readUInt32LE(at + 14), seq: bytes.readUInt32LE(at + 18), body: bytes.subarray(at + 27 + nseg, end) });
+    pages.push({
+      flags: bytes[at + 5]!,
+      granule: bytes.readBigInt64LE(at + 6),
+      serial: bytes.readUInt32LE(at + 14),
+      seq: bytes.readUInt32LE(at + 18),
+      body: bytes.subarray(at + 27 + nseg, end),
+    });
     at = end;
   }
   return { pages, complete: at };
@@ -139,7 +147,12 @@ function listen(url: string, ms: number): Promise<{ status: number; contentType:
       const finish = (): void => {
         clearTimeout(timer);
         req.destroy();
-        resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), bytes: Buffer.concat(chunks), ended });
+        resolve({
+          status: res.statusCode ?? 0,
+          contentType: String(res.headers['content-type'] ?? ''),
+          bytes: Buffer.concat(chunks),
+          ended,
+        });
       };
       const timer = setTimeout(finish, ms);
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -178,7 +191,13 @@ async function decodeOgg(bytes: Buffer): Promise<Decoded> {
       if (i > from && x[i - 1]! < 0 && x[i]! >= 0) crossings++;
     }
     const n = x.length - from;
-    return { samples: out.samplesDecoded, rms: n > 0 ? Math.sqrt(sum / n) : 0, freq: n > 0 ? (crossings * 48000) / n : 0, errors: out.errors.length, sampleRate: out.sampleRate };
+    return {
+      samples: out.samplesDecoded,
+      rms: n > 0 ? Math.sqrt(sum / n) : 0,
+      freq: n > 0 ? (crossings * 48000) / n : 0,
+      errors: out.errors.length,
+      sampleRate: out.sampleRate,
+    };
   } finally {
     decoder.free();
   }
@@ -265,10 +284,15 @@ class Icecast {
     let exited: number | null = null;
     proc.on('exit', (code) => (exited = code ?? -1));
     try {
-      await until('icecast2 to listen', async () => {
-        if (exited !== null) throw new Error(`icecast2 exited with ${exited}:\n${this.output.slice(-20).join('\n')}`);
-        return (await this.status()) !== null;
-      }, 10_000, 50);
+      await until(
+        'icecast2 to listen',
+        async () => {
+          if (exited !== null) throw new Error(`icecast2 exited with ${exited}:\n${this.output.slice(-20).join('\n')}`);
+          return (await this.status()) !== null;
+        },
+        10_000,
+        50,
+      );
     } catch (err) {
       await this.kill();
       throw err;
@@ -314,7 +338,15 @@ interface Log {
 describe('parseIcecastUrl', () => {
   it('reads user, password, host, port and mount; logs never see the password', () => {
     const t = parseIcecastUrl('http://source:p%40ss@127.0.0.1:8000/radio.ogg');
-    expect(t).toMatchObject({ secure: false, host: '127.0.0.1', port: 8000, hostHeader: '127.0.0.1:8000', mount: '/radio.ogg', user: 'source', password: 'p@ss' });
+    expect(t).toMatchObject({
+      secure: false,
+      host: '127.0.0.1',
+      port: 8000,
+      hostHeader: '127.0.0.1:8000',
+      mount: '/radio.ogg',
+      user: 'source',
+      password: 'p@ss',
+    });
     expect(t.display).not.toContain('p%40ss');
     expect(parseIcecastUrl('http://:pw@[::1]:8000/a.ogg')).toMatchObject({ host: '::1', user: 'source', port: 8000 });
     expect(() => parseIcecastUrl('http://source@host:8000/a.ogg')).toThrow(/password/);
@@ -509,7 +541,12 @@ describe.skipIf(!ICECAST)('IcecastSource with a real icecast2', () => {
 
   it('another source on the same mount is refused with the server reason', async () => {
     const other: Log[] = [];
-    const dup = new IcecastSource({ url: `http://source:${PASSWORD}@127.0.0.1:${ice.port}${mount}`, source: sine, log: (level, msg) => other.push({ level, msg }), backoff: { initialMs: 5000, maxMs: 5000 } });
+    const dup = new IcecastSource({
+      url: `http://source:${PASSWORD}@127.0.0.1:${ice.port}${mount}`,
+      source: sine,
+      log: (level, msg) => other.push({ level, msg }),
+      backoff: { initialMs: 5000, maxMs: 5000 },
+    });
     dup.start();
     await until('the refusal', () => dup.state === 'waiting', 3000);
     await dup.stop();
@@ -519,7 +556,12 @@ describe.skipIf(!ICECAST)('IcecastSource with a real icecast2', () => {
 
   it('wrong password: a clear 401 error, and it keeps retrying', async () => {
     const bad: Log[] = [];
-    const wrong = new IcecastSource({ url: `http://source:not-${PASSWORD}@127.0.0.1:${ice.port}/other.ogg`, source: sine, log: (level, msg) => bad.push({ level, msg }), backoff: { initialMs: 100, maxMs: 200 } });
+    const wrong = new IcecastSource({
+      url: `http://source:not-${PASSWORD}@127.0.0.1:${ice.port}/other.ogg`,
+      source: sine,
+      log: (level, msg) => bad.push({ level, msg }),
+      backoff: { initialMs: 100, maxMs: 200 },
+    });
     wrong.start();
     try {
       await until('two refusals', () => bad.filter((l) => l.level === 'warn').length >= 2, 5000);
@@ -584,8 +626,21 @@ describe.skipIf(!ICECAST)('a Riverrun channel relayed by a real icecast2', () =>
     await ice.start();
     writeRandomCheckpoint(path.join(work, 'tiny'), 'tiny', { seed: 0 });
     const channels = path.join(work, 'channels.json');
-    writeFileSync(channels, JSON.stringify([{ id: 'radio', name: 'Test Radio', prompts: [{ text: 'calm piano', weight: 1 }], icecast: `http://source:${PASSWORD}@127.0.0.1:${ice.port}/radio.ogg` }]));
-    const config = parseServeArgs(['--model', path.join(work, 'tiny'), '--channels', channels, '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000'], {})!;
+    writeFileSync(
+      channels,
+      JSON.stringify([
+        {
+          id: 'radio',
+          name: 'Test Radio',
+          prompts: [{ text: 'calm piano', weight: 1 }],
+          icecast: `http://source:${PASSWORD}@127.0.0.1:${ice.port}/radio.ogg`,
+        },
+      ]),
+    );
+    const config = parseServeArgs(
+      ['--model', path.join(work, 'tiny'), '--channels', channels, '--port', '0', '--host', '127.0.0.1', '--lead-ms', '1000'],
+      {},
+    )!;
     server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: path.join(work, 'cache') });
   }, 60_000);
 

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { relativeBucket } from '../src/models/graphs/text-encoder.ts';
 import { KvWindow } from '../src/models/kv-window.ts';
 import { ModelBundle } from '../src/models/model-bundle.ts';
-import { relativeBucket } from '../src/models/graphs/text-encoder.ts';
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { argmax } from '../src/stream/sampler.ts';
 import { FIXTURE_DIR, maxAbsDiff, ref } from './fixture.ts';
@@ -69,10 +69,18 @@ describe('decoder', () => {
     const { numLayers: L, numHeads: H, hidden } = model.config.decoder;
     const kv = new KvWindow(L, H, hidden / H, 0, 2);
     const out = await model.decode({
-      rows: 2, tokens: T, ids: ref().int64('decoder.input_ids'),
+      rows: 2,
+      tokens: T,
+      ids: ref().int64('decoder.input_ids'),
       positions: BigInt64Array.from({ length: 2 * T }, (_, i) => BigInt(i % T)),
-      pastLength: new BigInt64Array(2), window: 0, pastKeys: kv.keys, pastValues: kv.values,
-      textTokens: text.tokens, crossKeys: text.keys, crossValues: text.values, crossMask: text.mask,
+      pastLength: new BigInt64Array(2),
+      window: 0,
+      pastKeys: kv.keys,
+      pastValues: kv.values,
+      textTokens: text.tokens,
+      crossKeys: text.keys,
+      crossValues: text.values,
+      crossMask: text.mask,
     });
     const d = maxAbsDiff(out.logits, ref().float32('decoder.logits'));
     console.log(`decoder.logits (one pass) max abs diff ${d}`);
@@ -96,15 +104,24 @@ describe('decoder', () => {
     let at = 0;
     for (const n of [4, 1, 1, 1, 1, 1, 1]) {
       const out = await model.decode({
-        rows: 2, tokens: n, ids: column(at, at + n),
+        rows: 2,
+        tokens: n,
+        ids: column(at, at + n),
         positions: BigInt64Array.from({ length: 2 * n }, (_, i) => BigInt(at + (i % n))),
-        pastLength: BigInt64Array.of(BigInt(at), BigInt(at)), window: 16, pastKeys: kv.keys, pastValues: kv.values,
-        textTokens: text.tokens, crossKeys: text.keys, crossValues: text.values, crossMask: text.mask,
+        pastLength: BigInt64Array.of(BigInt(at), BigInt(at)),
+        window: 16,
+        pastKeys: kv.keys,
+        pastValues: kv.values,
+        textTokens: text.tokens,
+        crossKeys: text.keys,
+        crossValues: text.values,
+        crossMask: text.mask,
       });
       kv.write(out.newKv, 0, 2, n, [at, at]);
-      for (let row = 0; row < 2 * K; row++) for (let t = 0; t < n; t++) {
-        got.set(out.logits.subarray((row * n + t) * V, (row * n + t + 1) * V), (row * T + at + t) * V);
-      }
+      for (let row = 0; row < 2 * K; row++)
+        for (let t = 0; t < n; t++) {
+          got.set(out.logits.subarray((row * n + t) * V, (row * n + t + 1) * V), (row * T + at + t) * V);
+        }
       at += n;
     }
     const d = maxAbsDiff(got, expected);
@@ -125,9 +142,14 @@ describe('decoder', () => {
       for (let k = 0; k < K; k++) for (let t = 0; t < n; t++) rowIds[k * n + t] = ids[(r * K + k) * T + t]!;
       const view = kv.view(0, r, 1);
       const out = await model.decode({
-        rows: 1, tokens: n, ids: rowIds, positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
-        pastLength: new BigInt64Array(1), window: 8,
-        pastKeys: Array.from({ length: L }, (_, l) => kv.view(l, r, 1).key), pastValues: Array.from({ length: L }, (_, l) => kv.view(l, r, 1).value),
+        rows: 1,
+        tokens: n,
+        ids: rowIds,
+        positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+        pastLength: new BigInt64Array(1),
+        window: 8,
+        pastKeys: Array.from({ length: L }, (_, l) => kv.view(l, r, 1).key),
+        pastValues: Array.from({ length: L }, (_, l) => kv.view(l, r, 1).value),
         textTokens: text.tokens,
         crossKeys: text.keys.map((k) => k.subarray(r * (k.length / 2), (r + 1) * (k.length / 2))),
         crossValues: text.values.map((v) => v.subarray(r * (v.length / 2), (r + 1) * (v.length / 2))),
@@ -140,15 +162,26 @@ describe('decoder', () => {
     const step = new BigInt64Array(2 * K);
     for (let r = 0; r < 2; r++) for (let k = 0; k < K; k++) step[r * K + k] = ids[(r * K + k) * T + prefix[r]!]!;
     const out = await model.decode({
-      rows: 2, tokens: 1, ids: step, positions: BigInt64Array.of(3n, 6n), pastLength: BigInt64Array.of(3n, 6n), window: 8,
-      pastKeys: kv.keys, pastValues: kv.values, textTokens: text.tokens, crossKeys: text.keys, crossValues: text.values, crossMask: text.mask,
+      rows: 2,
+      tokens: 1,
+      ids: step,
+      positions: BigInt64Array.of(3n, 6n),
+      pastLength: BigInt64Array.of(3n, 6n),
+      window: 8,
+      pastKeys: kv.keys,
+      pastValues: kv.values,
+      textTokens: text.tokens,
+      crossKeys: text.keys,
+      crossValues: text.values,
+      crossMask: text.mask,
     });
     const expected = ref().float32('decoder.logits_incremental');
-    for (let r = 0; r < 2; r++) for (let k = 0; k < K; k++) {
-      const got = out.logits.subarray((r * K + k) * V, (r * K + k + 1) * V);
-      const want = expected.subarray(((r * K + k) * T + prefix[r]!) * V, ((r * K + k) * T + prefix[r]! + 1) * V);
-      expect(maxAbsDiff(got, want)).toBeLessThan(TOL);
-    }
+    for (let r = 0; r < 2; r++)
+      for (let k = 0; k < K; k++) {
+        const got = out.logits.subarray((r * K + k) * V, (r * K + k + 1) * V);
+        const want = expected.subarray(((r * K + k) * T + prefix[r]!) * V, ((r * K + k) * T + prefix[r]! + 1) * V);
+        expect(maxAbsDiff(got, want)).toBeLessThan(TOL);
+      }
   });
 });
 
@@ -219,10 +252,18 @@ describe('quantized decoder weights', () => {
         const { numLayers: L, numHeads: H, hidden } = q.config.decoder;
         const kv = new KvWindow(L, H, hidden / H, 0, 2);
         const out = await q.decode({
-          rows: 2, tokens: 10, ids: ref().int64('decoder.input_ids'),
+          rows: 2,
+          tokens: 10,
+          ids: ref().int64('decoder.input_ids'),
           positions: BigInt64Array.from({ length: 20 }, (_, i) => BigInt(i % 10)),
-          pastLength: new BigInt64Array(2), window: 0, pastKeys: kv.keys, pastValues: kv.values,
-          textTokens: text.tokens, crossKeys: text.keys, crossValues: text.values, crossMask: text.mask,
+          pastLength: new BigInt64Array(2),
+          window: 0,
+          pastKeys: kv.keys,
+          pastValues: kv.values,
+          textTokens: text.tokens,
+          crossKeys: text.keys,
+          crossValues: text.values,
+          crossMask: text.mask,
         });
         const want = ref().float32('decoder.logits');
         let num = 0;
@@ -233,8 +274,11 @@ describe('quantized decoder weights', () => {
         }
         const rel = Math.sqrt(num / den);
         let same = 0;
-        for (let i = 0; i < want.length / 64; i++) if (argmax(out.logits.subarray(i * 64, i * 64 + 64)) === argmax(want.subarray(i * 64, i * 64 + 64))) same++;
-        console.log(`${precision}: decoder logits max abs diff ${maxAbsDiff(out.logits, want).toFixed(4)}, relative RMS error ${rel.toFixed(4)}, same argmax ${same}/${want.length / 64}`);
+        for (let i = 0; i < want.length / 64; i++)
+          if (argmax(out.logits.subarray(i * 64, i * 64 + 64)) === argmax(want.subarray(i * 64, i * 64 + 64))) same++;
+        console.log(
+          `${precision}: decoder logits max abs diff ${maxAbsDiff(out.logits, want).toFixed(4)}, relative RMS error ${rel.toFixed(4)}, same argmax ${same}/${want.length / 64}`,
+        );
         // Bounds from the block-32 min/max quantizer with int8 activations (see src/models/onnx/quantize.ts);
         // measured 0.012 (q8) and 0.097 (q4) on this fixture.
         expect(rel).toBeLessThan(precision === 'q8' ? 0.03 : 0.15);

@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { OggStreams, serveOggStream } from '../src/server/ogg-http.ts';
 import type { OggCloseReason, OggStreamHandle, OggStreamOptions } from '../src/server/ogg-http.ts';
-import { OggOpusMuxer, oggCrc32, opusPacketSamples } from '../src/stream/ogg-muxer.ts';
+import { OggStreams, serveOggStream } from '../src/server/ogg-http.ts';
 import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
+import { OggOpusMuxer, oggCrc32, opusPacketSamples } from '../src/stream/ogg-muxer.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -200,7 +200,13 @@ describe('OggOpusMuxer', () => {
   });
 
   it('header pages: OpusHead alone with BOS, then OpusTags, granule 0', () => {
-    const mux = new OggOpusMuxer({ channels: 2, preSkip: 312, serial: 0xdeadbeef, vendor: 'test vendor', tags: { TITLE: 'riverrun', ARTIST: 'ünïcode' } });
+    const mux = new OggOpusMuxer({
+      channels: 2,
+      preSkip: 312,
+      serial: 0xdeadbeef,
+      vendor: 'test vendor',
+      tags: { TITLE: 'riverrun', ARTIST: 'ünïcode' },
+    });
     const bytes = Buffer.concat([mux.headers(), mux.end()]);
     const s = parseOgg(bytes);
     checkStructure(s, true);
@@ -244,7 +250,11 @@ describe('OggOpusMuxer', () => {
     // granule = 960 * packets completed so far (the pre-skip samples are part of that count)
     expect(audio.map((p) => p.granule)).toEqual([2880n, 5760n, 6720n]);
     expect(audio.at(-1)!.eos).toBe(true);
-    expect(mux.stats).toMatchObject({ packets: 7, granule: 6720, payloadBytes: sizes.reduce((a, b) => a + b, 0) + 19 + s.packets[1]!.length });
+    expect(mux.stats).toMatchObject({
+      packets: 7,
+      granule: 6720,
+      payloadBytes: sizes.reduce((a, b) => a + b, 0) + 19 + s.packets[1]!.length,
+    });
   });
 
   it('a packet continued across pages (lacing table full) and a page where no packet ends (granule -1)', () => {
@@ -252,7 +262,13 @@ describe('OggOpusMuxer', () => {
     // 6 packets of 51 lacing values each: 5 fill one page exactly (255), the 6th starts a new page.
     // Then one packet longer than a whole page (255 * 255 bytes): a page of 255 x 255 without an end.
     const input = [...Array.from({ length: 6 }, (_, i) => fakePacket(13000, i)), fakePacket(255 * 255 + 700, 9), fakePacket(255 * 255, 10)];
-    const bytes = Buffer.concat([mux.headers(), mux.push(input.slice(0, 6).map((data) => ({ data }))), mux.flush(), mux.push(input.slice(6).map((data) => ({ data }))), mux.end()]);
+    const bytes = Buffer.concat([
+      mux.headers(),
+      mux.push(input.slice(0, 6).map((data) => ({ data }))),
+      mux.flush(),
+      mux.push(input.slice(6).map((data) => ({ data }))),
+      mux.end(),
+    ]);
     const s = parseOgg(bytes);
     checkStructure(s, true);
     checkGranules(s);
@@ -550,7 +566,10 @@ describe('serveOggStream over HTTP', () => {
     checkStructure(s, true);
     checkHeaders(s, 1, OPUS_PRE_SKIP);
     checkGranules(s);
-    expectSamePackets(s.packets.slice(2), tone.slice(0, 20).map((p) => p.data));
+    expectSamePackets(
+      s.packets.slice(2),
+      tone.slice(0, 20).map((p) => p.data),
+    );
     const d = await decode(await client.body);
     expect(d.errors).toEqual([]);
     expect(d.samples.length).toBe(20 * FRAME_SAMPLES - OPUS_PRE_SKIP);

@@ -1,8 +1,8 @@
 import opus from '@discordjs/opus';
 import { OpusDecoder } from 'opus-decoder';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FRAME_SAMPLES, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 import type { OpusPacket } from '../src/stream/opus-packetizer.ts';
+import { FRAME_SAMPLES, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 import { Rng } from '../src/stream/rng.ts';
 
 /** Uniform in [0, 1) from the project's seeded generator. */
@@ -101,7 +101,10 @@ describe('OpusPacketizer', () => {
     for (let lag = 0; lag <= 2000; lag++) {
       let c = 0;
       for (let i = 4000; i < n - 4000; i++) c += x[i]! * y![i + lag]!;
-      if (c > best) { best = c; bestLag = lag; }
+      if (c > best) {
+        best = c;
+        bestLag = lag;
+      }
     }
     console.log(`measured Opus encoder delay: ${bestLag} samples at 48 kHz (preSkip ${p.preSkip})`);
     expect(bestLag).toBe(p.preSkip);
@@ -167,7 +170,10 @@ describe('OpusPacketizer', () => {
     let agree = 0;
     let total = 0;
     for (let i = 1000; i < x.length - 1000; i++) {
-      if (Math.abs(x[i]!) > 1.5) { total++; if (Math.sign(y![i + p.preSkip]!) === Math.sign(x[i]!)) agree++; }
+      if (Math.abs(x[i]!) > 1.5) {
+        total++;
+        if (Math.sign(y![i + p.preSkip]!) === Math.sign(x[i]!)) agree++;
+      }
     }
     expect(agree / total).toBeGreaterThan(0.95);
   });

@@ -1,5 +1,5 @@
 // Random checkpoints (src/models/presets.ts), the tokenizer wrapper and `riverrun model tiny`.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +26,12 @@ const fixtureConfig = JSON.parse(readFileSync(join(FIXTURE, 'config.json'), 'utf
 
 let root: string;
 let tinyDir: string;
-const PROMPTS = ['slow piano', 'Upbeat techno with heavy drums, 128 BPM!', '  lofi\thip hop\nbeats  ', 'a dark ambient drone (C minor) #42 ~ "quiet" & calm?'];
+const PROMPTS = [
+  'slow piano',
+  'Upbeat techno with heavy drums, 128 BPM!',
+  '  lofi\thip hop\nbeats  ',
+  'a dark ambient drone (C minor) #42 ~ "quiet" & calm?',
+];
 
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'riverrun-presets-'));
@@ -72,10 +77,36 @@ describe('tiny preset', () => {
     expect(ckpt.rawConfig.riverrun_seed).toBe(7);
     expect(ckpt.tokenizerPath).toBe(join(tinyDir, 'tokenizer.json'));
     const c = ckpt.config;
-    expect(c.textEncoder).toMatchObject({ dModel: 32, numLayers: 2, numHeads: 4, dKv: 8, dFf: 64, feedForward: 'relu', padId: 0, eosId: 1 });
+    expect(c.textEncoder).toMatchObject({
+      dModel: 32,
+      numLayers: 2,
+      numHeads: 4,
+      dKv: 8,
+      dFf: 64,
+      feedForward: 'relu',
+      padId: 0,
+      eosId: 1,
+    });
     expect(c.textEncoder.vocabSize).toBe(presetVocab('tiny').length);
-    expect(c.decoder).toMatchObject({ hidden: 64, numLayers: 2, numHeads: 4, ffnDim: 128, vocabSize: 2048, padId: 2048, numCodebooks: 4, maxPositions: 2048 });
-    expect(c.codec).toMatchObject({ samplingRate: 32000, hop: 640, numFilters: 4, hiddenSize: 16, codebookDim: 16, codebookSize: 2048, upsamplingRatios: [8, 5, 4, 4] });
+    expect(c.decoder).toMatchObject({
+      hidden: 64,
+      numLayers: 2,
+      numHeads: 4,
+      ffnDim: 128,
+      vocabSize: 2048,
+      padId: 2048,
+      numCodebooks: 4,
+      maxPositions: 2048,
+    });
+    expect(c.codec).toMatchObject({
+      samplingRate: 32000,
+      hop: 640,
+      numFilters: 4,
+      hiddenSize: 16,
+      codebookDim: 16,
+      codebookSize: 2048,
+      upsamplingRatios: [8, 5, 4, 4],
+    });
     expect(ckpt.generation).toMatchObject({ guidanceScale: 3, topK: 250, doSample: true, maxLength: 1500 });
     const gen = JSON.parse(readFileSync(join(tinyDir, 'generation_config.json'), 'utf8'));
     expect(gen).toMatchObject({ bos_token_id: 2048, pad_token_id: 2048, decoder_start_token_id: 2048 });
@@ -150,11 +181,16 @@ describe('tiny preset', () => {
       };
       for (const name of w.files[0]!.tensors.keys()) {
         const a = w.get(name);
-        expect(a.every((x) => Number.isFinite(x)), name).toBe(true);
+        expect(
+          a.every((x) => Number.isFinite(x)),
+          name,
+        ).toBe(true);
         expect(stats(a).maxAbs, name).toBeLessThan(10);
       }
       expect(w.get('text_encoder.shared.weight')).toEqual(w.get('text_encoder.encoder.embed_tokens.weight'));
-      expect(w.get('audio_encoder.quantizer.layers.1.codebook.embed')).toEqual(w.get('audio_encoder.quantizer.layers.1.codebook.embed_avg'));
+      expect(w.get('audio_encoder.quantizer.layers.1.codebook.embed')).toEqual(
+        w.get('audio_encoder.quantizer.layers.1.codebook.embed_avg'),
+      );
       expect(w.get('audio_encoder.quantizer.layers.0.codebook.cluster_size').every((x) => x === 1)).toBe(true);
       expect([...w.get('audio_encoder.quantizer.layers.0.codebook.inited')]).toEqual([1]);
       expect(w.get('decoder.model.decoder.embed_positions.weights')).toEqual(sinusoidalPositions(2048, 64));
@@ -277,13 +313,21 @@ describe('tokenizer', () => {
 
   it('writes T5 tokenizer files', () => {
     const files = presetTokenizerFiles('tiny');
-    const t = files['tokenizer.json'] as { model: { type: string; unk_id: number; vocab: Array<[string, number]> }; post_processor: { type: string }; added_tokens: Array<{ id: number; content: string }> };
+    const t = files['tokenizer.json'] as {
+      model: { type: string; unk_id: number; vocab: Array<[string, number]> };
+      post_processor: { type: string };
+      added_tokens: Array<{ id: number; content: string }>;
+    };
     expect(t.model.type).toBe('Unigram');
     expect(t.model.unk_id).toBe(2);
     expect(t.model.vocab.slice(0, 3).map(([p]) => p)).toEqual(['<pad>', '</s>', '<unk>']);
     expect(new Set(t.model.vocab.map(([p]) => p)).size).toBe(t.model.vocab.length);
     expect(t.post_processor.type).toBe('TemplateProcessing');
-    expect(t.added_tokens.map((a) => [a.id, a.content])).toEqual([[0, '<pad>'], [1, '</s>'], [2, '<unk>']]);
+    expect(t.added_tokens.map((a) => [a.id, a.content])).toEqual([
+      [0, '<pad>'],
+      [1, '</s>'],
+      [2, '<unk>'],
+    ]);
     expect(JSON.parse(readFileSync(join(tinyDir, 'tokenizer.json'), 'utf8'))).toEqual(files['tokenizer.json']);
     expect(files['special_tokens_map.json']).toEqual({ eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>' });
     expect(t.model.vocab.length).toBeGreaterThan(300);
@@ -307,9 +351,36 @@ describe('small preset (config and tokenizer only)', () => {
     expect(raw.riverrun_random).toBe(true);
     expect(raw._name_or_path).toBe('riverrun/random-small');
     const c = parseMusicgenConfig(raw, 'config.json');
-    expect(c.textEncoder).toMatchObject({ vocabSize: 32128, dModel: 768, numLayers: 12, numHeads: 12, dKv: 64, dFf: 3072, feedForward: 'relu' });
-    expect(c.decoder).toMatchObject({ hidden: 1024, numLayers: 24, numHeads: 16, ffnDim: 4096, vocabSize: 2048, padId: 2048, maxPositions: 2048, numCodebooks: 4 });
-    expect(c.codec).toMatchObject({ samplingRate: 32000, hiddenSize: 128, numFilters: 64, codebookSize: 2048, codebookDim: 128, numLstmLayers: 2, numResidualLayers: 1, compress: 2, hop: 640 });
+    expect(c.textEncoder).toMatchObject({
+      vocabSize: 32128,
+      dModel: 768,
+      numLayers: 12,
+      numHeads: 12,
+      dKv: 64,
+      dFf: 3072,
+      feedForward: 'relu',
+    });
+    expect(c.decoder).toMatchObject({
+      hidden: 1024,
+      numLayers: 24,
+      numHeads: 16,
+      ffnDim: 4096,
+      vocabSize: 2048,
+      padId: 2048,
+      maxPositions: 2048,
+      numCodebooks: 4,
+    });
+    expect(c.codec).toMatchObject({
+      samplingRate: 32000,
+      hiddenSize: 128,
+      numFilters: 64,
+      codebookSize: 2048,
+      codebookDim: 128,
+      numLstmLayers: 2,
+      numResidualLayers: 1,
+      compress: 2,
+      hop: 640,
+    });
     expect(presetGenerationConfig('small')).toMatchObject({ guidance_scale: 3, top_k: 250, do_sample: true, max_length: 1500 });
     const specs = new Map(tensorSpecs(raw).map((s) => [s.name, s.shape]));
     expect(specs.get('text_encoder.shared.weight')).toEqual([32128, 768]);
@@ -366,7 +437,16 @@ describe('riverrun model tiny', () => {
   });
 
   it('rejects bad command lines with a usage error', async () => {
-    const bad = [[], ['--out'], ['--out', join(root, 'x'), '--preset', 'large'], ['--out', join(root, 'x'), '--seed', 'abc'], ['--out', join(root, 'x'), '--seed', '-3'], ['--out', join(root, 'x'), '--seed', '4294967296'], ['--out', join(root, 'x'), '--frobnicate'], ['--out', join(root, 'x'), 'extra']];
+    const bad = [
+      [],
+      ['--out'],
+      ['--out', join(root, 'x'), '--preset', 'large'],
+      ['--out', join(root, 'x'), '--seed', 'abc'],
+      ['--out', join(root, 'x'), '--seed', '-3'],
+      ['--out', join(root, 'x'), '--seed', '4294967296'],
+      ['--out', join(root, 'x'), '--frobnicate'],
+      ['--out', join(root, 'x'), 'extra'],
+    ];
     for (const args of bad) await expect(runModelTiny(args, io().io), args.join(' ')).rejects.toBeInstanceOf(UsageError);
     await expect(runModelTiny(['--out', join(root, 'x'), '--preset', 'large'], io().io)).rejects.toThrow(/unknown preset "large"/);
     await expect(runModelTiny([], io().io)).rejects.toThrow(/--out DIR is required/);

@@ -1,29 +1,29 @@
 import { readFileSync } from 'node:fs';
 import { Packr, pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG } from '../src/stream/controls.ts';
+import { DEFAULT_CONFIG } from '../src/protocol/controls.ts';
 import {
   CLOSE_CODES,
   ERROR_CODES,
+  type ErrorCode,
+  errorMessage,
+  isErrorCode,
   PROTOCOL_ERRORS,
   ProtocolError,
   RETIRED_ERROR_CODES,
-  errorMessage,
-  isErrorCode,
   toProtocolError,
-  type ErrorCode,
 } from '../src/server/errors.ts';
 import {
   CLIENT_MESSAGE_TYPES,
+  type ClientMessage,
   CONFIG_RANGES,
-  DEFAULT_PROTOCOL_LIMITS,
-  SERVER_MESSAGE_TYPES,
   checkFrame,
+  DEFAULT_PROTOCOL_LIMITS,
   decodeServerMessage,
   encodeServerMessage,
-  parseClientMessage,
-  type ClientMessage,
   type ProtocolLimits,
+  parseClientMessage,
+  SERVER_MESSAGE_TYPES,
   type ServerMessage,
 } from '../src/server/protocol.ts';
 
@@ -52,7 +52,10 @@ function str(s: string): string {
   return head + b.toString('hex');
 }
 
-const PING = new Map<string, unknown>([['type', 'ping'], ['id', 1]]);
+const PING = new Map<string, unknown>([
+  ['type', 'ping'],
+  ['id', 1],
+]);
 const prompt = (text: string, weight = 1) => ({ text, weight });
 
 describe('parseClientMessage: frames that are not one msgpack map with a string type → bad_message', () => {
@@ -73,8 +76,24 @@ describe('parseClientMessage: frames that are not one msgpack map with a string 
     ['type is a number', pack({ type: 1, id: 1 })],
     ['type is nil', pack({ type: null, id: 1 })],
     ['type is a map', pack({ type: { name: 'ping' }, id: 1 })],
-    ['non-string key', pack(new Map<unknown, unknown>([['type', 'ping'], [1, 1]]))],
-    ['non-string key, nested', pack(new Map<unknown, unknown>([['type', 'config'], ['config', new Map([[true, 1]])]]))],
+    [
+      'non-string key',
+      pack(
+        new Map<unknown, unknown>([
+          ['type', 'ping'],
+          [1, 1],
+        ]),
+      ),
+    ],
+    [
+      'non-string key, nested',
+      pack(
+        new Map<unknown, unknown>([
+          ['type', 'config'],
+          ['config', new Map([[true, 1]])],
+        ]),
+      ),
+    ],
     ['duplicate key', hex(`83 ${str('type')} ${str('ping')} ${str('id')} 01 ${str('id')} 02`)],
     ['duplicate type key', hex(`83 ${str('type')} ${str('ping')} ${str('type')} ${str('setup')} ${str('id')} 01`)],
     ['timestamp extension', pack({ type: 'ping', id: new Date(0) })],
@@ -103,7 +122,9 @@ describe('parseClientMessage: frames that are not one msgpack map with a string 
     for (let i = 0; i < 100; i++) expect(rejection(junk).message).toMatch(/more than 1024 values/);
     expect(performance.now() - t0).toBeLessThan(500);
     // a long but legal message is far below the cap
-    expect(parseClientMessage(pack({ type: 'prompts', prompts: ['a', 'b', 'c', 'd'].map((t) => prompt(t.repeat(300))) }))).toMatchObject({ type: 'prompts' });
+    expect(parseClientMessage(pack({ type: 'prompts', prompts: ['a', 'b', 'c', 'd'].map((t) => prompt(t.repeat(300))) }))).toMatchObject({
+      type: 'prompts',
+    });
   });
 
   it('a text frame, even with a valid msgpack payload', () => {
@@ -149,13 +170,57 @@ describe('parseClientMessage: types and fields', () => {
   });
 
   it('__proto__, constructor and prototype keys are unknown fields and pollute nothing', () => {
-    const polluting = new Map<string, unknown>([['polluted', true], ['topK', 1]]);
+    const polluting = new Map<string, unknown>([
+      ['polluted', true],
+      ['topK', 1],
+    ]);
     const frames: [Map<string, unknown>, string][] = [
-      [new Map<string, unknown>([['type', 'ping'], ['id', 1], ['__proto__', polluting]]), '__proto__'],
-      [new Map<string, unknown>([['__proto__', polluting], ['type', 'ping'], ['id', 1]]), '__proto__'],
-      [new Map<string, unknown>([['type', 'config'], ['config', new Map([['__proto__', polluting]])]]), 'config.__proto__'],
-      [new Map<string, unknown>([['type', 'config'], ['config', new Map([['constructor', polluting]])]]), 'config.constructor'],
-      [new Map<string, unknown>([['type', 'prompts'], ['prompts', [new Map<string, unknown>([['text', 'a'], ['weight', 1], ['prototype', polluting]])]]]), 'prompts[0].prototype'],
+      [
+        new Map<string, unknown>([
+          ['type', 'ping'],
+          ['id', 1],
+          ['__proto__', polluting],
+        ]),
+        '__proto__',
+      ],
+      [
+        new Map<string, unknown>([
+          ['__proto__', polluting],
+          ['type', 'ping'],
+          ['id', 1],
+        ]),
+        '__proto__',
+      ],
+      [
+        new Map<string, unknown>([
+          ['type', 'config'],
+          ['config', new Map([['__proto__', polluting]])],
+        ]),
+        'config.__proto__',
+      ],
+      [
+        new Map<string, unknown>([
+          ['type', 'config'],
+          ['config', new Map([['constructor', polluting]])],
+        ]),
+        'config.constructor',
+      ],
+      [
+        new Map<string, unknown>([
+          ['type', 'prompts'],
+          [
+            'prompts',
+            [
+              new Map<string, unknown>([
+                ['text', 'a'],
+                ['weight', 1],
+                ['prototype', polluting],
+              ]),
+            ],
+          ],
+        ]),
+        'prompts[0].prototype',
+      ],
     ];
     for (const [map, field] of frames) {
       const err = rejection(pack(map));
@@ -262,7 +327,9 @@ describe('parseClientMessage: types and fields', () => {
     err = rejection(pack({ type: 'setup', session: { prompts: five } }));
     expect([err.code, err.field]).toEqual(['too_many_prompts', 'session.prompts']);
     expect(parseClientMessage(pack({ type: 'prompts', prompts: five.slice(0, 4) }))).toMatchObject({ type: 'prompts' });
-    expect(parseClientMessage(pack({ type: 'prompts', prompts: five }), { maxPromptChars: 300, maxPrompts: 5 })).toMatchObject({ type: 'prompts' });
+    expect(parseClientMessage(pack({ type: 'prompts', prompts: five }), { maxPromptChars: 300, maxPrompts: 5 })).toMatchObject({
+      type: 'prompts',
+    });
 
     const max = DEFAULT_PROTOCOL_LIMITS.maxPromptChars;
     expect(parseClientMessage(pack({ type: 'prompts', prompts: [prompt('x'.repeat(max))] }))).toMatchObject({ type: 'prompts' });
@@ -278,10 +345,22 @@ describe('parseClientMessage: types and fields', () => {
 
 describe('parseClientMessage: valid messages', () => {
   const valid: [unknown, ClientMessage][] = [
-    [{ type: 'setup', token: 'secret', listen: 'lofi' }, { type: 'setup', token: 'secret', listen: 'lofi' }],
-    [{ type: 'setup', listen: '0' }, { type: 'setup', listen: '0' }],
-    [{ type: 'setup', listen: `a${'_-9'.repeat(21)}` }, { type: 'setup', listen: `a${'_-9'.repeat(21)}` }],
-    [{ type: 'setup', session: {} }, { type: 'setup', session: {} }],
+    [
+      { type: 'setup', token: 'secret', listen: 'lofi' },
+      { type: 'setup', token: 'secret', listen: 'lofi' },
+    ],
+    [
+      { type: 'setup', listen: '0' },
+      { type: 'setup', listen: '0' },
+    ],
+    [
+      { type: 'setup', listen: `a${'_-9'.repeat(21)}` },
+      { type: 'setup', listen: `a${'_-9'.repeat(21)}` },
+    ],
+    [
+      { type: 'setup', session: {} },
+      { type: 'setup', session: {} },
+    ],
     [
       { type: 'setup', token: 't', session: { prompts: [{ text: ' warm synthwave ', weight: 1 }], config: { seed: 42, topK: 40 } } },
       { type: 'setup', token: 't', session: { prompts: [{ text: 'warm synthwave', weight: 1 }], config: { seed: 42, topK: 40 } } },
@@ -290,8 +369,14 @@ describe('parseClientMessage: valid messages', () => {
       { type: 'prompts', prompts: [prompt('lofi hip hop', 1), prompt('rain', 0.3), prompt('vinyl crackle', 0)], transitionMs: 4000 },
       { type: 'prompts', prompts: [prompt('lofi hip hop', 1), prompt('rain', 0.3), prompt('vinyl crackle', 0)], transitionMs: 4000 },
     ],
-    [{ type: 'prompts', prompts: [prompt('a', 100)], transitionMs: 0 }, { type: 'prompts', prompts: [prompt('a', 100)], transitionMs: 0 }],
-    [{ type: 'config', config: {} }, { type: 'config', config: {} }],
+    [
+      { type: 'prompts', prompts: [prompt('a', 100)], transitionMs: 0 },
+      { type: 'prompts', prompts: [prompt('a', 100)], transitionMs: 0 },
+    ],
+    [
+      { type: 'config', config: {} },
+      { type: 'config', config: {} },
+    ],
     [
       { type: 'config', config: { temperature: 0, topK: 0, topP: 0, guidance: 0, seed: 0 } },
       { type: 'config', config: { temperature: 0, topK: 0, topP: 0, guidance: 0, seed: 0 } },
@@ -300,12 +385,30 @@ describe('parseClientMessage: valid messages', () => {
       { type: 'config', config: { temperature: 5, topK: 2048, topP: 1, guidance: 10, seed: 2 ** 32 - 1 } },
       { type: 'config', config: { temperature: 5, topK: 2048, topP: 1, guidance: 10, seed: 2 ** 32 - 1 } },
     ],
-    [{ type: 'config', config: { ...DEFAULT_CONFIG } }, { type: 'config', config: { ...DEFAULT_CONFIG } }],
-    ...['play', 'pause', 'stop', 'reset_context'].map((action): [unknown, ClientMessage] => [{ type: 'playback', action }, { type: 'playback', action } as ClientMessage]),
-    [{ type: 'ping', id: 7 }, { type: 'ping', id: 7 }],
-    [{ type: 'ping', id: -1.5 }, { type: 'ping', id: -1.5 }],
-    [{ type: 'ping', id: '' }, { type: 'ping', id: '' }],
-    [{ type: 'ping', id: 'é'.repeat(64) }, { type: 'ping', id: 'é'.repeat(64) }],
+    [
+      { type: 'config', config: { ...DEFAULT_CONFIG } },
+      { type: 'config', config: { ...DEFAULT_CONFIG } },
+    ],
+    ...['play', 'pause', 'stop', 'reset_context'].map((action): [unknown, ClientMessage] => [
+      { type: 'playback', action },
+      { type: 'playback', action } as ClientMessage,
+    ]),
+    [
+      { type: 'ping', id: 7 },
+      { type: 'ping', id: 7 },
+    ],
+    [
+      { type: 'ping', id: -1.5 },
+      { type: 'ping', id: -1.5 },
+    ],
+    [
+      { type: 'ping', id: '' },
+      { type: 'ping', id: '' },
+    ],
+    [
+      { type: 'ping', id: 'é'.repeat(64) },
+      { type: 'ping', id: 'é'.repeat(64) },
+    ],
   ];
 
   it('parse to exactly the expected messages', () => {
@@ -317,15 +420,28 @@ describe('parseClientMessage: valid messages', () => {
   });
 
   it('nil in an optional field counts as absent', () => {
-    expect(parseClientMessage(pack({ type: 'setup', token: null, listen: 'lofi', session: null }))).toStrictEqual({ type: 'setup', listen: 'lofi' });
-    expect(parseClientMessage(pack({ type: 'config', config: { temperature: null, seed: 3 } }))).toStrictEqual({ type: 'config', config: { seed: 3 } });
-    expect(parseClientMessage(pack({ type: 'prompts', prompts: [prompt('a')], transitionMs: null }))).toStrictEqual({ type: 'prompts', prompts: [prompt('a')] });
+    expect(parseClientMessage(pack({ type: 'setup', token: null, listen: 'lofi', session: null }))).toStrictEqual({
+      type: 'setup',
+      listen: 'lofi',
+    });
+    expect(parseClientMessage(pack({ type: 'config', config: { temperature: null, seed: 3 } }))).toStrictEqual({
+      type: 'config',
+      config: { seed: 3 },
+    });
+    expect(parseClientMessage(pack({ type: 'prompts', prompts: [prompt('a')], transitionMs: null }))).toStrictEqual({
+      type: 'prompts',
+      prompts: [prompt('a')],
+    });
   });
 
   it('accepts any msgpack number encoding and any input form ws gives', () => {
     const seed64 = hex(`82 ${str('type')} ${str('config')} ${str('config')} 81 ${str('seed')} cf 00000000ffffffff`);
     expect(parseClientMessage(seed64)).toStrictEqual({ type: 'config', config: { seed: 2 ** 32 - 1 } });
-    const topKFloat = hex(`82 ${str('type')} ${str('config')} ${str('config')} 81 ${str('topK')} cb ${Buffer.from(new Float64Array([40]).buffer).reverse().toString('hex')}`);
+    const topKFloat = hex(
+      `82 ${str('type')} ${str('config')} ${str('config')} 81 ${str('topK')} cb ${Buffer.from(new Float64Array([40]).buffer)
+        .reverse()
+        .toString('hex')}`,
+    );
     expect(parseClientMessage(topKFloat)).toStrictEqual({ type: 'config', config: { topK: 40 } });
     const tempFloat32 = hex(`82 ${str('type')} ${str('config')} ${str('config')} 81 ${str('temperature')} ca 3f000000`);
     expect(parseClientMessage(tempFloat32)).toStrictEqual({ type: 'config', config: { temperature: 0.5 } });
@@ -335,7 +451,9 @@ describe('parseClientMessage: valid messages', () => {
     const frame = pack({ type: 'ping', id: 'abc' });
     const expected = { type: 'ping', id: 'abc' };
     expect(parseClientMessage(frame)).toStrictEqual(expected);
-    expect(parseClientMessage(frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.length) as ArrayBuffer)).toStrictEqual(expected);
+    expect(parseClientMessage(frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.length) as ArrayBuffer)).toStrictEqual(
+      expected,
+    );
     expect(parseClientMessage([frame.subarray(0, 3), frame.subarray(3, 7), frame.subarray(7)])).toStrictEqual(expected);
     const padded = Buffer.concat([hex('ffff'), frame, hex('ffff')]);
     expect(parseClientMessage(padded.subarray(2, 2 + frame.length))).toStrictEqual(expected);
@@ -357,7 +475,26 @@ describe('error registry', () => {
   });
 
   it('has every code the protocol issue names', () => {
-    const named = ['bad_message', 'unknown_type', 'invalid_field', 'unknown_field', 'setup_required', 'already_setup', 'unauthorized', 'forbidden', 'not_found', 'no_stream', 'busy', 'rate_limited', 'too_large', 'prompt_too_long', 'too_many_prompts', 'slow_consumer', 'shutting_down', 'internal'];
+    const named = [
+      'bad_message',
+      'unknown_type',
+      'invalid_field',
+      'unknown_field',
+      'setup_required',
+      'already_setup',
+      'unauthorized',
+      'forbidden',
+      'not_found',
+      'no_stream',
+      'busy',
+      'rate_limited',
+      'too_large',
+      'prompt_too_long',
+      'too_many_prompts',
+      'slow_consumer',
+      'shutting_down',
+      'internal',
+    ];
     expect([...ERROR_CODES].sort()).toEqual(named.sort());
   });
 
@@ -366,7 +503,14 @@ describe('error registry', () => {
     for (const code of ERROR_CODES) {
       const { closeCode, message, meaning } = PROTOCOL_ERRORS[code];
       expect(known.has(closeCode), code).toBe(true);
-      expect(closeCode === 1001 || closeCode === 1008 || closeCode === 1009 || closeCode === 1011 || closeCode === 1013 || (closeCode >= 4000 && closeCode <= 4999)).toBe(true);
+      expect(
+        closeCode === 1001 ||
+          closeCode === 1008 ||
+          closeCode === 1009 ||
+          closeCode === 1011 ||
+          closeCode === 1013 ||
+          (closeCode >= 4000 && closeCode <= 4999),
+      ).toBe(true);
       expect(message.length).toBeGreaterThan(0);
       expect(meaning.length).toBeGreaterThan(0);
     }
@@ -385,7 +529,12 @@ describe('error registry', () => {
 
     const busy = new ProtocolError('busy', 'all 8 sessions are in use');
     expect([busy.fatal, busy.closeCode, busy.field]).toEqual([true, 1013, undefined]);
-    expect(errorMessage(busy)).toStrictEqual({ type: 'error', code: 'busy', message: 'Server busy: all 8 sessions are in use', fatal: true });
+    expect(errorMessage(busy)).toStrictEqual({
+      type: 'error',
+      code: 'busy',
+      message: 'Server busy: all 8 sessions are in use',
+      fatal: true,
+    });
     expect(busy.asFatal()).toBe(busy);
 
     const internal = toProtocolError(new Error('secret path /home/x'));
@@ -422,7 +571,8 @@ describe('error registry', () => {
 
   it('docs/protocol.md has a section for every message type, both ways', () => {
     for (const type of [...CLIENT_MESSAGE_TYPES, ...SERVER_MESSAGE_TYPES]) expect(DOC, type).toContain(`### \`${type}\``);
-    for (const [field, range] of Object.entries(CONFIG_RANGES)) expect(DOC).toContain(`| \`config.${field}\` | ${range.integer ? 'integer' : 'number'} | ${range.min}..${range.max} |`);
+    for (const [field, range] of Object.entries(CONFIG_RANGES))
+      expect(DOC).toContain(`| \`config.${field}\` | ${range.integer ? 'integer' : 'number'} | ${range.min}..${range.max} |`);
   });
 });
 
@@ -431,7 +581,13 @@ describe('encodeServerMessage', () => {
   const messages: ServerMessage[] = [
     { type: 'setup_complete', sessionId: 's-1', channel: 'lofi', audio, model: { name: 'musicgen-small', random: false } },
     { type: 'setup_complete', sessionId: 's-2', audio: { ...audio, channels: 1 }, model: { name: 'tiny', random: true } },
-    { type: 'audio', seq: 1500, pts: 1_440_000, packets: [new Uint8Array([0xfc, 1, 2]), Buffer.from([0xfc, 3]), new Uint8Array(0)], control: 3 },
+    {
+      type: 'audio',
+      seq: 1500,
+      pts: 1_440_000,
+      packets: [new Uint8Array([0xfc, 1, 2]), Buffer.from([0xfc, 3]), new Uint8Array(0)],
+      control: 3,
+    },
     { type: 'applied', control: 4, prompts: [prompt('lofi hip hop'), prompt('rain', 0.25)], config: { ...DEFAULT_CONFIG }, pts: 1_488_000 },
     { type: 'status', leadMs: 1850.5, rtf: 1.7, underruns: 0, listeners: 12 },
     { type: 'status', leadMs: 0, rtf: 0, underruns: 3 },
@@ -444,7 +600,9 @@ describe('encodeServerMessage', () => {
   it('decodes back to the same message, with any msgpack decoder', () => {
     for (const msg of messages) {
       const frame = encodeServerMessage(msg);
-      expect(decodeServerMessage(frame), msg.type).toStrictEqual(msg.type === 'audio' ? { ...msg, packets: msg.packets.map((p) => Buffer.from(p)) } : msg);
+      expect(decodeServerMessage(frame), msg.type).toStrictEqual(
+        msg.type === 'audio' ? { ...msg, packets: msg.packets.map((p) => Buffer.from(p)) } : msg,
+      );
       // msgpackr's default decoder (records off) reads the same thing
       const plain = unpack(frame) as Record<string, unknown>;
       expect(plain.type).toBe(msg.type);
@@ -454,7 +612,13 @@ describe('encodeServerMessage', () => {
   it('sends audio packets as msgpack bin and no undefined / extension values', () => {
     const frame = encodeServerMessage({ type: 'audio', seq: 0, pts: 0, packets: [new Uint8Array([9, 8, 7])], control: 1 });
     expect(frame.includes(hex('c4 03 090807'))).toBe(true);
-    const withUndefined = encodeServerMessage({ type: 'setup_complete', sessionId: 's', channel: undefined, audio, model: { name: 'm', random: false } });
+    const withUndefined = encodeServerMessage({
+      type: 'setup_complete',
+      sessionId: 's',
+      channel: undefined,
+      audio,
+      model: { name: 'm', random: false },
+    });
     expect(Object.keys(decodeServerMessage(withUndefined))).toEqual(['type', 'sessionId', 'audio', 'model']);
     for (const msg of messages) {
       // the strict walker that checks client frames accepts it: plain msgpack, no extension types
@@ -465,8 +629,20 @@ describe('encodeServerMessage', () => {
   it('drops fields that are not part of the protocol', () => {
     const extra = { type: 'pong', id: 1, secret: 'x' } as ServerMessage;
     expect(decodeServerMessage(encodeServerMessage(extra))).toStrictEqual({ type: 'pong', id: 1 });
-    const applied = { type: 'applied', control: 1, prompts: [{ text: 'a', weight: 1, encoding: {} }], config: { ...DEFAULT_CONFIG, extra: 1 }, pts: 0 } as unknown as ServerMessage;
-    expect(decodeServerMessage(encodeServerMessage(applied))).toStrictEqual({ type: 'applied', control: 1, prompts: [prompt('a')], config: { ...DEFAULT_CONFIG }, pts: 0 });
+    const applied = {
+      type: 'applied',
+      control: 1,
+      prompts: [{ text: 'a', weight: 1, encoding: {} }],
+      config: { ...DEFAULT_CONFIG, extra: 1 },
+      pts: 0,
+    } as unknown as ServerMessage;
+    expect(decodeServerMessage(encodeServerMessage(applied))).toStrictEqual({
+      type: 'applied',
+      control: 1,
+      prompts: [prompt('a')],
+      config: { ...DEFAULT_CONFIG },
+      pts: 0,
+    });
   });
 
   it('keeps large pts exact and earlier frames intact', () => {
@@ -474,7 +650,8 @@ describe('encodeServerMessage', () => {
     expect(decodeServerMessage(encodeServerMessage(late))).toMatchObject({ pts: 2 ** 33, seq: 2 ** 33 / 960 });
     const first = encodeServerMessage(messages[2]!);
     const copy = Buffer.from(first);
-    for (let i = 0; i < 5000; i++) encodeServerMessage({ type: 'audio', seq: i, pts: i * 960, packets: [Buffer.alloc(300, i & 0xff)], control: i });
+    for (let i = 0; i < 5000; i++)
+      encodeServerMessage({ type: 'audio', seq: i, pts: i * 960, packets: [Buffer.alloc(300, i & 0xff)], control: i });
     expect(first.equals(copy)).toBe(true);
   });
 });

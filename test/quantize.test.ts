@@ -22,11 +22,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { linear } from '../src/models/graphs/linear.ts';
 import type { Precision } from '../src/models/graphs/linear.ts';
+import { linear } from '../src/models/graphs/linear.ts';
 import { GraphBuilder, MS_DOMAIN } from '../src/models/onnx/graph-builder.ts';
-import { packNBits, QUANT_BLOCK, unpackNBits } from '../src/models/onnx/quantize.ts';
 import type { PackedNBits } from '../src/models/onnx/quantize.ts';
+import { packNBits, QUANT_BLOCK, unpackNBits } from '../src/models/onnx/quantize.ts';
 import { Rng } from '../src/stream/rng.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'riverrun-quantize-'));
@@ -103,14 +103,23 @@ async function runPacked(x: Float32Array, p: PackedNBits): Promise<Float32Array>
   const B = g.weight('B', p.data, [p.n, p.blocks, (QUANT_BLOCK * p.bits) / 8], 'uint8');
   const scales = g.weight('scales', p.scales, [p.scales.length], 'float');
   const zp = g.weight('zp', p.zeroPoints, [p.zeroPoints.length], 'uint8');
-  const y = g.op('MatMulNBits', [xi, B, scales, zp], { K: p.k, N: p.n, bits: p.bits, block_size: QUANT_BLOCK, accuracy_level: 4 }, { domain: MS_DOMAIN });
+  const y = g.op(
+    'MatMulNBits',
+    [xi, B, scales, zp],
+    { K: p.k, N: p.n, bits: p.bits, block_size: QUANT_BLOCK, accuracy_level: 4 },
+    { domain: MS_DOMAIN },
+  );
   g.output(y, 'y', 'float', [2, 3, p.n]);
   return run(g, x, p.k);
 }
 
 const swapNibbles = (bytes: Uint8Array): Uint8Array => bytes.map((b) => ((b & 15) << 4) | (b >> 4));
 
-const SHAPES: [k: number, n: number][] = [[48, 96], [40, 64], [80, 24]];
+const SHAPES: [k: number, n: number][] = [
+  [48, 96],
+  [40, 64],
+  [80, 24],
+];
 const BOUND = { q8: 0.01, q4: 0.1 } as const;
 const M = 6;
 
@@ -167,7 +176,9 @@ describe('quantizedMatMul (MatMulNBits)', () => {
       }
     }
     const rowLayout = relError(await runPacked(x, { ...p, zeroPoints: continuous }), ref);
-    console.log(`q4 K=${k} N=${n}: packed right ${good.toExponential(2)}; swapped weight nibbles ${wrong.dataNibbles.toExponential(2)}, swapped zero-point nibbles ${wrong.zeroPointNibbles.toExponential(2)}, zero points without row alignment ${rowLayout.toExponential(2)}`);
+    console.log(
+      `q4 K=${k} N=${n}: packed right ${good.toExponential(2)}; swapped weight nibbles ${wrong.dataNibbles.toExponential(2)}, swapped zero-point nibbles ${wrong.zeroPointNibbles.toExponential(2)}, zero points without row alignment ${rowLayout.toExponential(2)}`,
+    );
     for (const e of [wrong.dataNibbles, wrong.zeroPointNibbles, rowLayout]) expect(e).toBeGreaterThan(3 * BOUND.q4);
   });
 

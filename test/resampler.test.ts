@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Resampler, resample } from '../src/stream/resampler.ts';
 import type { ResamplerQuality } from '../src/stream/resampler.ts';
+import { Resampler, resample } from '../src/stream/resampler.ts';
 import { Rng } from '../src/stream/rng.ts';
 
 function sine(n: number, freq: number, rate: number, amp = 0.5, phase = 0): Float32Array {
@@ -23,12 +23,20 @@ function snrDb(y: Float32Array, freq: number, rate: number, amp: number, skip: n
 
 /** Amplitude of the `freq` component of y (least-squares fit of sin + cos), away from the edges. */
 function toneAmplitude(y: Float32Array, freq: number, rate: number, skip: number): number {
-  let ss = 0, cc = 0, sc = 0, ys = 0, yc = 0;
+  let ss = 0,
+    cc = 0,
+    sc = 0,
+    ys = 0,
+    yc = 0;
   for (let i = skip; i < y.length - skip; i++) {
     const w = (2 * Math.PI * freq * i) / rate;
     const s = Math.sin(w);
     const c = Math.cos(w);
-    ss += s * s; cc += c * c; sc += s * c; ys += y[i]! * s; yc += y[i]! * c;
+    ss += s * s;
+    cc += c * c;
+    sc += s * c;
+    ys += y[i]! * s;
+    yc += y[i]! * c;
   }
   const det = ss * cc - sc * sc;
   const a = (ys * cc - yc * sc) / det;
@@ -59,7 +67,10 @@ function runChunked(r: Resampler, x: Float32Array, sizes: () => number): Float32
   parts.push(r.flush());
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -70,11 +81,21 @@ describe('Resampler', () => {
       const y = resample(x, 32000, 48000, { quality });
       expect(y.length).toBe(48000);
       const snr = snrDb(y, 1000, 48000, 0.5, 500);
-      console.log(`32k->48k 1 kHz sine, quality ${quality}: SNR ${snr.toFixed(1)} dB (taps/phase ${new Resampler(32000, 48000, { quality }).tapsPerPhase})`);
+      console.log(
+        `32k->48k 1 kHz sine, quality ${quality}: SNR ${snr.toFixed(1)} dB (taps/phase ${new Resampler(32000, 48000, { quality }).tapsPerPhase})`,
+      );
       expect(snr).toBeGreaterThan(80);
     }
     // Other rates used for audio prompts, at the default quality.
-    for (const [inRate, outRate] of [[44100, 32000], [48000, 32000], [16000, 32000], [22050, 32000], [11025, 32000], [44056, 32000], [24000, 48000]] as const) {
+    for (const [inRate, outRate] of [
+      [44100, 32000],
+      [48000, 32000],
+      [16000, 32000],
+      [22050, 32000],
+      [11025, 32000],
+      [44056, 32000],
+      [24000, 48000],
+    ] as const) {
       const y = resample(sine(inRate, 1000, inRate), inRate, outRate);
       const snr = snrDb(y, 1000, outRate, 0.5, 500);
       console.log(`${inRate}->${outRate} 1 kHz sine: SNR ${snr.toFixed(1)} dB`);
@@ -83,7 +104,12 @@ describe('Resampler', () => {
   });
 
   it('attenuates tones above the output Nyquist by > 60 dB when downsampling', () => {
-    for (const [inRate, outRate, freq] of [[48000, 32000, 20000], [48000, 32000, 17000], [44100, 32000, 20000], [44100, 32000, 16500]] as const) {
+    for (const [inRate, outRate, freq] of [
+      [48000, 32000, 20000],
+      [48000, 32000, 17000],
+      [44100, 32000, 20000],
+      [44100, 32000, 16500],
+    ] as const) {
       const y = resample(sine(inRate, freq, inRate), inRate, outRate);
       const attenuation = -20 * Math.log10(rms(y, 500) / (0.5 / Math.SQRT2));
       console.log(`${inRate}->${outRate} ${freq} Hz tone: attenuated by ${attenuation.toFixed(1)} dB`);
@@ -92,7 +118,12 @@ describe('Resampler', () => {
   });
 
   it('keeps the passband flat (10 kHz at 32k -> 48k within 0.1 dB)', () => {
-    for (const [inRate, outRate, freq] of [[32000, 48000, 10000], [32000, 48000, 14000], [48000, 32000, 10000], [44100, 32000, 12000]] as const) {
+    for (const [inRate, outRate, freq] of [
+      [32000, 48000, 10000],
+      [32000, 48000, 14000],
+      [48000, 32000, 10000],
+      [44100, 32000, 12000],
+    ] as const) {
       const y = resample(sine(inRate, freq, inRate), inRate, outRate);
       const gainDb = 20 * Math.log10(toneAmplitude(y, freq, outRate, 500) / 0.5);
       console.log(`${inRate}->${outRate} ${freq} Hz tone: gain ${gainDb.toFixed(5)} dB`);
@@ -102,7 +133,13 @@ describe('Resampler', () => {
 
   it('gives the same output, bit for bit, for any chunking', () => {
     const rand = rng(7);
-    for (const [inRate, outRate] of [[32000, 48000], [44100, 32000], [48000, 32000], [16000, 32000], [11025, 32000]] as const) {
+    for (const [inRate, outRate] of [
+      [32000, 48000],
+      [44100, 32000],
+      [48000, 32000],
+      [16000, 32000],
+      [11025, 32000],
+    ] as const) {
       const x = new Float32Array(inRate / 2 + 37);
       for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
       const oneShot = resample(x, inRate, outRate);
@@ -116,7 +153,14 @@ describe('Resampler', () => {
   });
 
   it('outputs ceil(input length x ratio) samples after flush, and can be reused after flush', () => {
-    for (const [inRate, outRate] of [[32000, 48000], [48000, 32000], [44100, 32000], [22050, 32000], [16000, 32000], [11025, 32000]] as const) {
+    for (const [inRate, outRate] of [
+      [32000, 48000],
+      [48000, 32000],
+      [44100, 32000],
+      [22050, 32000],
+      [16000, 32000],
+      [11025, 32000],
+    ] as const) {
       for (const n of [0, 1, 2, 3, 5, 100, 441, 1000, 32001]) {
         const r = new Resampler(inRate, outRate);
         const total = r.process(new Float32Array(n)).length + r.flush().length;
@@ -134,7 +178,12 @@ describe('Resampler', () => {
   });
 
   it('holds back only about taps/2 input samples while streaming', () => {
-    for (const [inRate, outRate] of [[32000, 48000], [48000, 32000], [44100, 32000], [11025, 32000]] as const) {
+    for (const [inRate, outRate] of [
+      [32000, 48000],
+      [48000, 32000],
+      [44100, 32000],
+      [11025, 32000],
+    ] as const) {
       const r = new Resampler(inRate, outRate);
       let total = 0;
       let produced = 0;
@@ -148,7 +197,9 @@ describe('Resampler', () => {
       }
     }
     const r = new Resampler(32000, 48000);
-    console.log(`32k->48k: ${r.tapsPerPhase} taps per phase, streaming latency ${r.latency} output samples (${((r.latency / 48000) * 1000).toFixed(2)} ms)`);
+    console.log(
+      `32k->48k: ${r.tapsPerPhase} taps per phase, streaming latency ${r.latency} output samples (${((r.latency / 48000) * 1000).toFixed(2)} ms)`,
+    );
   });
 
   it('costs little per second of audio (32k -> 48k in 20 ms chunks)', () => {

@@ -6,11 +6,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RiverrunClient, RiverrunConnectError, backoffDelay, isRetryable, normalizeUrl, type RiverrunEvents } from '../clients/sdk/index.ts';
 import { DEFAULT_RECONNECT } from '../clients/sdk/backoff.ts';
-import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import {
+  backoffDelay,
+  isRetryable,
+  normalizeUrl,
+  RiverrunClient,
+  RiverrunConnectError,
+  type RiverrunEvents,
+} from '../clients/sdk/index.ts';
 import { parseServeArgs } from '../src/cli/serve.ts';
-import { startServer, type RiverrunServer } from '../src/server/server.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { type RiverrunServer, startServer } from '../src/server/server.ts';
 
 let work: string;
 let port: number;
@@ -30,7 +37,10 @@ function freePort(): Promise<number> {
 }
 
 function start(): Promise<RiverrunServer> {
-  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', String(port), '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'], {})!;
+  const config = parseServeArgs(
+    ['--model', join(work, 'tiny'), '--port', String(port), '--host', '127.0.0.1', '--lead-ms', '1000', '--window-seconds', '4'],
+    {},
+  )!;
   return startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
 }
 
@@ -100,7 +110,11 @@ describe('listening to a channel', () => {
     const audio = collect(c, 'audio');
     const pcm = collect(c, 'pcm');
     const setup = await c.connect({ url, listen: 'radio', decode: true });
-    expect(setup).toMatchObject({ type: 'setup_complete', channel: 'radio', audio: { codec: 'opus', sampleRate: 48000, channels: 2, frameMs: 20, preSkip: 312 } });
+    expect(setup).toMatchObject({
+      type: 'setup_complete',
+      channel: 'radio',
+      audio: { codec: 'opus', sampleRate: 48000, channels: 2, frameMs: 20, preSkip: 312 },
+    });
     expect(c.state).toBe('ready');
     expect(c.setup).toBe(setup);
     await c.waitFor('pcm', () => pcm.length >= 20, 15_000);
@@ -154,9 +168,20 @@ describe('a personal session', () => {
     expect(setup.channel).toBeUndefined();
     expect(c.isSession).toBe(true);
     await c.waitFor('audio', undefined, 15_000);
-    expect(c.setPrompts([{ text: 'fast drums', weight: 1 }, { text: 'happy', weight: 0.5 }], 400)).toBe(true);
+    expect(
+      c.setPrompts(
+        [
+          { text: 'fast drums', weight: 1 },
+          { text: 'happy', weight: 0.5 },
+        ],
+        400,
+      ),
+    ).toBe(true);
     const a1 = await c.waitFor('applied', (m) => m.control === 1, 15_000);
-    expect(a1.prompts).toEqual([{ text: 'fast drums', weight: 1 }, { text: 'happy', weight: 0.5 }]);
+    expect(a1.prompts).toEqual([
+      { text: 'fast drums', weight: 1 },
+      { text: 'happy', weight: 0.5 },
+    ]);
     await c.waitFor('audio', (m) => m.control === 1, 15_000);
     expect(c.setConfig({ temperature: 0.7 })).toBe(true);
     const a2 = await c.waitFor('applied', (m) => m.control === 2, 15_000);
@@ -221,7 +246,11 @@ describe('reconnection', () => {
     const listenerBack = listener.waitFor('reconnect', undefined, 45_000);
     const sessionBack = session.waitFor('reconnect', undefined, 45_000);
     const firstSessionId = session.setup!.sessionId;
-    const sessionApplied = session.waitFor('applied', (m) => m.prompts[0]?.text === 'fast drums' && session.setup?.sessionId !== firstSessionId, 45_000);
+    const sessionApplied = session.waitFor(
+      'applied',
+      (m) => m.prompts[0]?.text === 'fast drums' && session.setup?.sessionId !== firstSessionId,
+      45_000,
+    );
 
     await server.close();
     await new Promise((r) => setTimeout(r, 600)); // a few failed attempts against the closed port

@@ -25,14 +25,22 @@ describe('riverrun serve configuration', () => {
   });
 
   it('flags win over the environment; tokens make anonymous connections listeners', () => {
-    const c = parseServeArgs(['--port', '9000', '--token', 'abc:operator'], { PORT: '7000', RIVERRUN_MODEL: '/m', RIVERRUN_TOKENS: 'x:listener', RIVERRUN_PRECISION: 'q4' })!;
+    const c = parseServeArgs(['--port', '9000', '--token', 'abc:operator'], {
+      PORT: '7000',
+      RIVERRUN_MODEL: '/m',
+      RIVERRUN_TOKENS: 'x:listener',
+      RIVERRUN_PRECISION: 'q4',
+    })!;
     expect(c.port).toBe(9000);
     expect(c.modelDir).toBe('/m');
     expect(c.precision).toBe('q4');
     expect([...c.tokens]).toEqual([['abc', 'operator']]);
     expect(c.anonymousRole).toBe('listener');
     const e = parseServeArgs([], { RIVERRUN_TOKENS: 'x:listener, y:session', RIVERRUN_ALLOWED_ORIGINS: 'https://a.example' })!;
-    expect([...e.tokens]).toEqual([['x', 'listener'], ['y', 'session']]);
+    expect([...e.tokens]).toEqual([
+      ['x', 'listener'],
+      ['y', 'session'],
+    ]);
     expect(e.allowedOrigins).toEqual(['https://a.example']);
   });
 
@@ -54,9 +62,20 @@ describe('riverrun serve configuration', () => {
   });
 
   it('reads a channels file and checks it with the protocol rules', () => {
-    const ok = channelsFile([{ id: 'lofi', name: 'Lofi', prompts: [{ text: 'lofi beat', weight: 1 }], config: { temperature: 0.9 }, channels: 1 }]);
+    const ok = channelsFile([
+      { id: 'lofi', name: 'Lofi', prompts: [{ text: 'lofi beat', weight: 1 }], config: { temperature: 0.9 }, channels: 1 },
+    ]);
     const c = parseServeArgs(['--channels', ok], {})!;
-    expect(c.channels).toEqual([{ id: 'lofi', name: 'Lofi', prompts: [{ text: 'lofi beat', weight: 1 }], config: { temperature: 0.9 }, channels: 1, icecast: undefined }]);
+    expect(c.channels).toEqual([
+      {
+        id: 'lofi',
+        name: 'Lofi',
+        prompts: [{ text: 'lofi beat', weight: 1 }],
+        config: { temperature: 0.9 },
+        channels: 1,
+        icecast: undefined,
+      },
+    ]);
     const cases: [unknown, RegExp][] = [
       ['not json', /cannot read channels file/],
       [[], /non-empty JSON list/],
@@ -65,7 +84,13 @@ describe('riverrun serve configuration', () => {
       [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], config: { topP: 3 } }], /config\.topP/],
       [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], config: { seed: 1, warp: 9 } }], /warp/],
       [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], extra: 1 }], /unknown field "extra"/],
-      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }] }, { id: 'a', prompts: [{ text: 'b', weight: 1 }] }], /duplicate id a/],
+      [
+        [
+          { id: 'a', prompts: [{ text: 'a', weight: 1 }] },
+          { id: 'a', prompts: [{ text: 'b', weight: 1 }] },
+        ],
+        /duplicate id a/,
+      ],
     ];
     for (const [content, message] of cases) expect(() => parseServeArgs(['--channels', channelsFile(content)], {})).toThrow(message);
   });

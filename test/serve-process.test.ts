@@ -1,6 +1,6 @@
 // `riverrun serve` as a real process: it starts on the given model, and SIGTERM stops it cleanly:
 // clients are told (error shutting_down, close 1001), live Ogg ends with an EOS page, exit code 0.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,10 @@ describe('riverrun serve', () => {
   it('serves, then shuts down cleanly on SIGTERM', async () => {
     writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
     const bin = new URL('../bin/riverrun', import.meta.url).pathname;
-    child = spawn(bin, ['serve', '--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1'], { env: { ...process.env, RIVERRUN_CACHE: join(work, 'cache') }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(bin, ['serve', '--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1'], {
+      env: { ...process.env, RIVERRUN_CACHE: join(work, 'cache') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let log = '';
     child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (log += d.toString()));

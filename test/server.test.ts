@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { parseServeArgs } from '../src/cli/serve.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import type { ServerConfig } from '../src/server/config.ts';
-import { startServer, type RiverrunServer } from '../src/server/server.ts';
-import { TestClient, type Msg } from './helpers/ws-client.ts';
+import { type RiverrunServer, startServer } from '../src/server/server.ts';
+import { type Msg, TestClient } from './helpers/ws-client.ts';
 
 let work: string;
 let server: RiverrunServer;
@@ -20,9 +20,39 @@ let config: ServerConfig;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-server-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
-  config = parseServeArgs(['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--token', 'op-secret:operator', '--token', 'ear-secret:listener',
-    '--anonymous-role', 'session', '--max-sessions', '2', '--lead-ms', '1000', '--window-seconds', '4', '--allow-origin', 'http://good.example'], {})!;
-  config.limits = { ...config.limits, steeringPerSecond: 2, steeringBurst: 4, skipAfterBytes: 64 * 1024, closeAfterBytes: 256 * 1024, closeAfterMs: 3000 };
+  config = parseServeArgs(
+    [
+      '--model',
+      join(work, 'tiny'),
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--token',
+      'op-secret:operator',
+      '--token',
+      'ear-secret:listener',
+      '--anonymous-role',
+      'session',
+      '--max-sessions',
+      '2',
+      '--lead-ms',
+      '1000',
+      '--window-seconds',
+      '4',
+      '--allow-origin',
+      'http://good.example',
+    ],
+    {},
+  )!;
+  config.limits = {
+    ...config.limits,
+    steeringPerSecond: 2,
+    steeringBurst: 4,
+    skipAfterBytes: 64 * 1024,
+    closeAfterBytes: 256 * 1024,
+    closeAfterMs: 3000,
+  };
   server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
   ws = `ws://127.0.0.1:${server.port}/v1/ws`;
 }, 60_000);
@@ -39,7 +69,10 @@ async function listener(token?: string): Promise<TestClient> {
   return c;
 }
 
-function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
+function get(
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: server.port, path, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -131,9 +164,19 @@ describe('steering', () => {
     const done = await c.next('setup_complete');
     expect(done.channel).toBeUndefined();
     await c.until(() => c.of('audio').length > 0);
-    c.send({ type: 'prompts', prompts: [{ text: 'fast drums', weight: 1 }, { text: 'happy', weight: 0.5 }], transitionMs: 400 });
+    c.send({
+      type: 'prompts',
+      prompts: [
+        { text: 'fast drums', weight: 1 },
+        { text: 'happy', weight: 0.5 },
+      ],
+      transitionMs: 400,
+    });
     const applied = await c.until(() => c.of('applied').find((m) => m.control === 1), 10_000, 'applied 1');
-    expect(applied.prompts).toEqual([{ text: 'fast drums', weight: 1 }, { text: 'happy', weight: 0.5 }]);
+    expect(applied.prompts).toEqual([
+      { text: 'fast drums', weight: 1 },
+      { text: 'happy', weight: 0.5 },
+    ]);
     await c.until(() => c.of('audio').find((m) => m.control === 1), 10_000, 'audio under control 1');
     c.send({ type: 'config', config: { temperature: 0.7 } });
     const applied2 = await c.until(() => c.of('applied').find((m) => m.control === 2), 10_000, 'applied 2');
@@ -223,7 +266,11 @@ describe('bad input', () => {
     ['a wrong field type', { type: 'prompts', prompts: 'piano' }, 'invalid_field'],
     ['an out-of-range value', { type: 'config', config: { topP: 7 } }, 'invalid_field'],
     ['a NaN weight', { type: 'prompts', prompts: [{ text: 'a', weight: NaN }] }, 'invalid_field'],
-    ['too many prompts', { type: 'prompts', prompts: Array.from({ length: 50 }, (_, i) => ({ text: `p${i}`, weight: 1 })) }, 'too_many_prompts'],
+    [
+      'too many prompts',
+      { type: 'prompts', prompts: Array.from({ length: 50 }, (_, i) => ({ text: `p${i}`, weight: 1 })) },
+      'too_many_prompts',
+    ],
     ['a huge prompt', { type: 'prompts', prompts: [{ text: 'x'.repeat(5000), weight: 1 }] }, 'prompt_too_long'],
     ['a second setup', { type: 'setup', listen: 'radio' }, 'already_setup'],
     ['an unknown playback action', { type: 'playback', action: 'rewind' }, 'invalid_field'],
@@ -324,8 +371,19 @@ describe('HTTP', () => {
     const { status, body } = await get('/metrics');
     expect(status).toBe(200);
     const text = body.toString();
-    for (const name of ['process_cpu_seconds_total', 'riverrun_steps_total', 'riverrun_batch_rows_bucket', 'riverrun_step_seconds_bucket', 'riverrun_realtime_factor',
-      'riverrun_lead_seconds', 'riverrun_underruns', 'riverrun_streams', 'riverrun_listeners', 'riverrun_bytes_sent_total', 'riverrun_errors_total']) {
+    for (const name of [
+      'process_cpu_seconds_total',
+      'riverrun_steps_total',
+      'riverrun_batch_rows_bucket',
+      'riverrun_step_seconds_bucket',
+      'riverrun_realtime_factor',
+      'riverrun_lead_seconds',
+      'riverrun_underruns',
+      'riverrun_streams',
+      'riverrun_listeners',
+      'riverrun_bytes_sent_total',
+      'riverrun_errors_total',
+    ]) {
       expect(text, name).toContain(name);
     }
     expect(text).toMatch(/riverrun_errors_total\{code="forbidden"\} [1-9]/);

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { parseServeArgs } from '../src/cli/serve.ts';
-import { startServer, type RiverrunServer } from '../src/server/server.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { type RiverrunServer, startServer } from '../src/server/server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -49,7 +49,12 @@ function tone(frames: number, start: number, amp = 0.5): Float32Array[] {
 }
 
 /** Plays `seconds` of a 20 ms-packet producer whose clock runs at `speed` (1.001 = 0.1 % fast). */
-function simulate(jb: JitterBufferLike, seconds: number, speed: number, burstPackets = 1): { maxFill: number; minFill: number; settledMin: number; settledMax: number } {
+function simulate(
+  jb: JitterBufferLike,
+  seconds: number,
+  speed: number,
+  burstPackets = 1,
+): { maxFill: number; minFill: number; settledMin: number; settledMax: number } {
   const l = new Float32Array(128);
   const r = new Float32Array(128);
   const chunk = 960 * burstPackets;
@@ -208,7 +213,9 @@ describe('jitter buffer (clients/web/jitter-processor.js)', () => {
 
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium && !process.env.CI) {
-  console.warn(`[web.test] SKIPPED the browser tests: ${CHROMIUM} is missing (apt-get install chromium). CI installs it and fails without it.`);
+  console.warn(
+    `[web.test] SKIPPED the browser tests: ${CHROMIUM} is missing (apt-get install chromium). CI installs it and fails without it.`,
+  );
 }
 
 describe.runIf(!haveChromium && !!process.env.CI)('web client in Chromium (CI)', () => {
@@ -227,14 +234,39 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     work = mkdtempSync(join(tmpdir(), 'riverrun-web-'));
     writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
     const config = parseServeArgs(
-      ['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--token', 'op-secret:operator', '--anonymous-role', 'session', '--lead-ms', '1000', '--window-seconds', '4'],
+      [
+        '--model',
+        join(work, 'tiny'),
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--token',
+        'op-secret:operator',
+        '--anonymous-role',
+        'session',
+        '--lead-ms',
+        '1000',
+        '--window-seconds',
+        '4',
+      ],
       {},
     )!;
     server = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required', '--use-fake-ui-for-media-stream'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--autoplay-policy=no-user-gesture-required',
+        '--use-fake-ui-for-media-stream',
+      ],
     });
   }, 90_000);
 
@@ -276,7 +308,9 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     driftMs: number;
   }
 
-  async function openPage(options: Parameters<Browser['newContext']>[0] = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+  async function openPage(
+    options: Parameters<Browser['newContext']>[0] = {},
+  ): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
     const context = await browser.newContext(options);
     const page = await context.newPage();
     const problems: string[] = [];
@@ -315,7 +349,9 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     const rmsMean = window4s.reduce((a, h) => a + h.rms, 0) / window4s.length;
     const silentPeriods = window4s.filter((h) => h.rms === 0).length;
     const tl = await page.evaluate(() => (globalThis as unknown as G).riverrun.timeline());
-    console.log(`[web.test] channel start: setup_complete after ${(tl.setupAt! - tl.connectAt!).toFixed(0)} ms, first audio after ${(tl.firstAudioAt! - tl.connectAt!).toFixed(0)} ms, playing after ${(tl.playingAt! - tl.connectAt!).toFixed(0)} ms`);
+    console.log(
+      `[web.test] channel start: setup_complete after ${(tl.setupAt! - tl.connectAt!).toFixed(0)} ms, first audio after ${(tl.firstAudioAt! - tl.connectAt!).toFixed(0)} ms, playing after ${(tl.playingAt! - tl.connectAt!).toFixed(0)} ms`,
+    );
     const audio = await page.evaluate(() => (globalThis as unknown as G).riverrun.audioInfo());
     const analyserRms = await page.evaluate(() => (globalThis as unknown as G).riverrun.analyserRms());
     console.log(
@@ -360,15 +396,22 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
       { timeout: 20_000 },
     );
     const np = await page.evaluate(() => (globalThis as unknown as G).riverrun.nowPlaying());
-    expect(np).toMatchObject({ prompts: [{ text: 'bright glass arpeggios', weight: 1 }], config: { temperature: 1, topK: 250, topP: 0, guidance: 3, seed: 0 } });
+    expect(np).toMatchObject({
+      prompts: [{ text: 'bright glass arpeggios', weight: 1 }],
+      config: { temperature: 1, topK: 250, topP: 0, guidance: 3, seed: 0 },
+    });
     await expect.poll(() => page.locator('#now-prompts').innerText()).toContain('bright glass arpeggios');
     const change = await page.evaluate(() => (globalThis as unknown as G).riverrun.change());
     const s = (await stats(page))!;
-    console.log(`[web.test] session: change applied after ${change.appliedAfterMs.toFixed(0)} ms, heard after ${change.heardAfterMs.toFixed(0)} ms; fill ${s.fillMs.toFixed(0)} ms, underruns ${s.underruns}`);
+    console.log(
+      `[web.test] session: change applied after ${change.appliedAfterMs.toFixed(0)} ms, heard after ${change.heardAfterMs.toFixed(0)} ms; fill ${s.fillMs.toFixed(0)} ms, underruns ${s.underruns}`,
+    );
     // A config change goes through too (the whole config).
     await page.getByLabel('Temperature').fill('0.8');
     await page.getByRole('button', { name: 'Apply config' }).click();
-    await page.waitForFunction(() => (globalThis as unknown as G).riverrun.nowPlaying()?.config?.temperature === 0.8, null, { timeout: 20_000 });
+    await page.waitForFunction(() => (globalThis as unknown as G).riverrun.nowPlaying()?.config?.temperature === 0.8, null, {
+      timeout: 20_000,
+    });
     await page.waitForTimeout(500);
     await page.screenshot({ path: join(ARTIFACTS, 'web.png'), fullPage: true });
     const errors = await page.evaluate(() => (globalThis as unknown as G).riverrun.errors());
@@ -378,7 +421,12 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
   }, 60_000);
 
   it('fits a phone screen (390x844): no horizontal overflow', async () => {
-    const { context, page, problems } = await openPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const { context, page, problems } = await openPage({
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+    });
     await page.getByRole('button', { name: 'Listen to Riverrun Radio' }).click();
     await waitPlaying(page);
     await page.waitForTimeout(1500);

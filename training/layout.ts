@@ -18,6 +18,8 @@ if (cmd === 'specs' && arg) {
   const texts = JSON.parse(readFileSync(0, 'utf8')) as string[];
   process.stdout.write(`${JSON.stringify(texts.map((t) => tok.encode(t)))}\n`);
 } else {
-  process.stderr.write('usage: node --import tsx training/layout.ts specs CONFIG.json | random-tiny DIR | tokenize TOKENIZER.json < texts.json\n');
+  process.stderr.write(
+    'usage: node --import tsx training/layout.ts specs CONFIG.json | random-tiny DIR | tokenize TOKENIZER.json < texts.json\n',
+  );
   process.exitCode = 2;
 }

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpusDecoder } from 'opus-decoder';
 import { ModelBundle } from '../src/models/model-bundle.ts';
-import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { Engine } from '../src/stream/engine.ts';
+import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { writeWavFloat32 } from '../src/stream/wav.ts';
 
@@ -39,7 +39,10 @@ const { values } = parseArgs({
     parts: { type: 'string', default: 'offline,midstream' },
   },
 });
-if (!values.model || !values.out) throw new Error('usage: render_steering.ts --model DIR --out DIR [--clips N] [--streams N] [--seconds S] [--threads N] [--parts offline,midstream]');
+if (!values.model || !values.out)
+  throw new Error(
+    'usage: render_steering.ts --model DIR --out DIR [--clips N] [--streams N] [--seconds S] [--threads N] [--parts offline,midstream]',
+  );
 const parts = new Set(values.parts!.split(','));
 for (const p of parts) if (p !== 'offline' && p !== 'midstream') throw new Error(`--parts: unknown part ${p} (offline, midstream)`);
 const clips = Number(values.clips);
@@ -76,7 +79,9 @@ async function offline(): Promise<void> {
     await model.close();
   }
   const wall = (performance.now() - started) / 1000;
-  process.stderr.write(`offline: ${audioSeconds.toFixed(0)} s of audio in ${wall.toFixed(0)} s (${(audioSeconds / wall).toFixed(2)}x real time, guidance ${gen.guidanceScale}, one stream)\n`);
+  process.stderr.write(
+    `offline: ${audioSeconds.toFixed(0)} s of audio in ${wall.toFixed(0)} s (${(audioSeconds / wall).toFixed(2)}x real time, guidance ${gen.guidanceScale}, one stream)\n`,
+  );
 }
 
 async function midstream(): Promise<void> {
@@ -122,8 +127,13 @@ async function midstream(): Promise<void> {
     await decoder.reset();
   }
   decoder.free();
-  writeFileSync(join(values.out!, 'midstream', 'switch.json'), `${JSON.stringify({ sampleRate: 48000, switchSeconds: SWITCH_S, transitionMs: 1000, firstSample: switchAt }, null, 2)}\n`);
-  process.stderr.write(`midstream: ${ids.length} streams x ${MID_SECONDS} s in ${wall.toFixed(0)} s (${((ids.length * MID_SECONDS) / wall).toFixed(2)}x real time in total)\n`);
+  writeFileSync(
+    join(values.out!, 'midstream', 'switch.json'),
+    `${JSON.stringify({ sampleRate: 48000, switchSeconds: SWITCH_S, transitionMs: 1000, firstSample: switchAt }, null, 2)}\n`,
+  );
+  process.stderr.write(
+    `midstream: ${ids.length} streams x ${MID_SECONDS} s in ${wall.toFixed(0)} s (${((ids.length * MID_SECONDS) / wall).toFixed(2)}x real time in total)\n`,
+  );
 }
 
 if (parts.has('offline')) await offline();

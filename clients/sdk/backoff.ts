@@ -26,8 +26,16 @@ export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>> = Object.fr
 
 export function reconnectOptions(options: ReconnectOptions | undefined): Required<ReconnectOptions> {
   const o = { ...DEFAULT_RECONNECT, ...stripUndefined(options ?? {}) };
-  if (!(o.initialDelayMs >= 0) || !(o.maxDelayMs >= o.initialDelayMs) || !(o.factor >= 1) || !(o.jitter >= 0 && o.jitter <= 1) || !(o.maxAttempts >= 0)) {
-    throw new RangeError(`bad reconnect options ${JSON.stringify(options)}: need 0 <= initialDelayMs <= maxDelayMs, factor >= 1, jitter in 0..1, maxAttempts >= 0`);
+  if (
+    !(o.initialDelayMs >= 0) ||
+    !(o.maxDelayMs >= o.initialDelayMs) ||
+    !(o.factor >= 1) ||
+    !(o.jitter >= 0 && o.jitter <= 1) ||
+    !(o.maxAttempts >= 0)
+  ) {
+    throw new RangeError(
+      `bad reconnect options ${JSON.stringify(options)}: need 0 <= initialDelayMs <= maxDelayMs, factor >= 1, jitter in 0..1, maxAttempts >= 0`,
+    );
   }
   return o;
 }

@@ -11,7 +11,7 @@
 // application asked for and the server has not confirmed yet. A new connection's setup carries
 // `confirmed` (so setup never carries something the server refused), then `desired` is sent again, and a
 // pause or stop is re-applied. A steering error about prompts or config drops the refused request.
-import { backoffDelay, isRetryable, reconnectOptions, type ReconnectOptions } from './backoff.ts';
+import { backoffDelay, isRetryable, type ReconnectOptions, reconnectOptions } from './backoff.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { Emitter } from './emitter.ts';
 import { PcmDecoder } from './pcm-decoder.ts';
@@ -29,7 +29,7 @@ import type {
   StatusMessage,
   WeightedPrompt,
 } from './types.ts';
-import { normalizeUrl, resolveWebSocket, WS_OPEN, type WebSocketLike } from './websocket.ts';
+import { normalizeUrl, resolveWebSocket, type WebSocketLike, WS_OPEN } from './websocket.ts';
 
 /** connect() failed, or the client closed before connecting. */
 export class RiverrunConnectError extends Error {
@@ -138,7 +138,8 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
   connect(options: ConnectOptions): Promise<SetupCompleteMessage> {
     if (this._state !== 'idle') return Promise.reject(new Error(`RiverrunClient.connect: already ${this._state}; use a new client`));
     try {
-      if ((options.listen === undefined) === (options.session === undefined)) throw new TypeError('RiverrunClient.connect: give exactly one of `listen` (a channel id) and `session`');
+      if ((options.listen === undefined) === (options.session === undefined))
+        throw new TypeError('RiverrunClient.connect: give exactly one of `listen` (a channel id) and `session`');
       this.url = normalizeUrl(options.url);
       this.reconnectConfig = options.reconnect === false ? null : reconnectOptions(options.reconnect);
       this.heartbeatConfig = options.heartbeat === false ? null : { ...DEFAULT_HEARTBEAT, ...options.heartbeat };
@@ -217,7 +218,11 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
    * Resolves with the next `type` event that passes `filter`; rejects after timeoutMs (default: none) or
    * when the client closes for good.
    */
-  waitFor<K extends keyof RiverrunEvents>(type: K, filter?: (event: RiverrunEvents[K]) => boolean, timeoutMs?: number): Promise<RiverrunEvents[K]> {
+  waitFor<K extends keyof RiverrunEvents>(
+    type: K,
+    filter?: (event: RiverrunEvents[K]) => boolean,
+    timeoutMs?: number,
+  ): Promise<RiverrunEvents[K]> {
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const done = (): void => {
@@ -233,7 +238,9 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       const offClose = this.on('close', (event) => {
         if (event.willReconnect || type === 'close') return;
         done();
-        reject(new Error(`RiverrunClient closed (${event.code}${event.reason ? ` ${event.reason}` : ''}) while waiting for ${String(type)}`));
+        reject(
+          new Error(`RiverrunClient closed (${event.code}${event.reason ? ` ${event.reason}` : ''}) while waiting for ${String(type)}`),
+        );
       });
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
@@ -400,7 +407,9 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       // Closed for good: settle first, so that listeners of `close` see a closed client.
       const detail = reason || this.socketError;
       const why = fatal ? `${fatal.code}: ${fatal.message}` : `connection closed (${code}${detail ? `: ${detail}` : ''})`;
-      this.finish(new RiverrunConnectError(this.userClosed ? 'RiverrunClient: closed by the client' : `RiverrunClient: ${why}`, code, fatal));
+      this.finish(
+        new RiverrunConnectError(this.userClosed ? 'RiverrunClient: closed by the client' : `RiverrunClient: ${why}`, code, fatal),
+      );
     }
     this.emit('close', { code, reason, ...(fatal && { error: fatal }), willReconnect });
     if (willReconnect && !this.isClosed()) this.scheduleReconnect(); // unless close() was called from a listener
@@ -422,7 +431,11 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
   /** Failed to even create a socket: as a close without a socket. */
   private fail(err: RiverrunConnectError): void {
     if (this._state === 'closed') return;
-    const willReconnect = !this.userClosed && this.reconnectConfig !== null && (this.everReady || this.opts!.waitForServer === true) && this.attempt < this.reconnectConfig.maxAttempts;
+    const willReconnect =
+      !this.userClosed &&
+      this.reconnectConfig !== null &&
+      (this.everReady || this.opts!.waitForServer === true) &&
+      this.attempt < this.reconnectConfig.maxAttempts;
     if (!willReconnect) this.finish(err);
     this.emit('close', { code: err.closeCode, reason: err.message, willReconnect });
     if (willReconnect && !this.isClosed()) this.scheduleReconnect();
@@ -455,7 +468,11 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     try {
       msg = decodeMessage(data);
     } catch (err) {
-      this.emit('error', { code: 'client_bad_frame', message: `undecodable frame from the server: ${(err as Error).message}`, fatal: false });
+      this.emit('error', {
+        code: 'client_bad_frame',
+        message: `undecodable frame from the server: ${(err as Error).message}`,
+        fatal: false,
+      });
       return;
     }
     if (msg === null) return; // not a protocol v1 message: ignored
@@ -554,7 +571,12 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
   }
 
   private onError(msg: RiverrunErrorEvent): void {
-    const event: RiverrunErrorEvent = { code: String(msg.code), message: String(msg.message), fatal: msg.fatal === true, ...(typeof msg.field === 'string' && { field: msg.field }) };
+    const event: RiverrunErrorEvent = {
+      code: String(msg.code),
+      message: String(msg.message),
+      fatal: msg.fatal === true,
+      ...(typeof msg.field === 'string' && { field: msg.field }),
+    };
     if (this._state === 'connecting' && !event.fatal) {
       // Every error before setup_complete ends the connection (docs/protocol.md), even one that says
       // otherwise (some servers answer a malformed setup with fatal: false, then wait).
@@ -574,7 +596,8 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     else if (this.isSession) {
       // The server refused a steering request: do not send it again after a reconnection.
       const field = event.field ?? '';
-      if (event.code === 'too_many_prompts' || event.code === 'prompt_too_long' || field.startsWith('prompts') || field === 'transitionMs') delete this.desired.prompts;
+      if (event.code === 'too_many_prompts' || event.code === 'prompt_too_long' || field.startsWith('prompts') || field === 'transitionMs')
+        delete this.desired.prompts;
       if (field.startsWith('config')) delete this.desired.config;
     }
     this.emit('error', event);

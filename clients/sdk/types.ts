@@ -1,5 +1,7 @@
 // The types of the Riverrun SDK: protocol v1 messages (re-exported from the server's definition, as
 // types only: nothing of the server's runtime reaches a browser bundle), connect options and events.
+
+import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../../src/protocol/controls.ts';
 import type {
   AppliedMessage,
   AudioFormat,
@@ -11,10 +13,10 @@ import type {
   SetupCompleteMessage,
   StatusMessage,
 } from '../../src/server/protocol.ts';
-import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../../src/stream/controls.ts';
 import type { ReconnectOptions } from './backoff.ts';
 import type { WebSocketConstructor } from './websocket.ts';
 
+export type { ErrorCode } from '../../src/server/errors.ts';
 export type {
   AppliedMessage,
   AudioFormat,
@@ -29,7 +31,6 @@ export type {
   StatusMessage,
   WeightedPrompt,
 };
-export type { ErrorCode } from '../../src/server/errors.ts';
 
 /** Options common to both kinds of connection. */
 export interface CommonConnectOptions {

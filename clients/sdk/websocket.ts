@@ -44,7 +44,8 @@ export function normalizeUrl(input: string): string {
   }
   if (url.protocol === 'http:') url.protocol = 'ws:';
   else if (url.protocol === 'https:') url.protocol = 'wss:';
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new TypeError(`not a WebSocket URL: ${JSON.stringify(input)} (expected ws:// or wss://)`);
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
+    throw new TypeError(`not a WebSocket URL: ${JSON.stringify(input)} (expected ws:// or wss://)`);
   if (url.pathname === '' || url.pathname === '/') url.pathname = DEFAULT_PATH;
   return url.toString();
 }
@@ -59,13 +60,21 @@ export function resolveWebSocket(): Promise<WebSocketConstructor> {
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof global === 'function') return Promise.resolve(global);
   const specifier = 'ws';
-  nodeWebSocket ??= (import(/* @vite-ignore */ specifier) as Promise<{ default?: WebSocketConstructor; WebSocket?: WebSocketConstructor }>).then((mod) => {
-    const ctor = mod.default ?? mod.WebSocket;
-    if (typeof ctor !== 'function') throw new Error('no WebSocket: this platform has no globalThis.WebSocket and the `ws` package has none');
-    return ctor;
-  }, (err: unknown) => {
-    nodeWebSocket = null;
-    throw new Error(`no WebSocket: this platform has no globalThis.WebSocket and the \`ws\` package could not be loaded (${err instanceof Error ? err.message : String(err)})`);
-  });
+  nodeWebSocket ??= (
+    import(/* @vite-ignore */ specifier) as Promise<{ default?: WebSocketConstructor; WebSocket?: WebSocketConstructor }>
+  ).then(
+    (mod) => {
+      const ctor = mod.default ?? mod.WebSocket;
+      if (typeof ctor !== 'function')
+        throw new Error('no WebSocket: this platform has no globalThis.WebSocket and the `ws` package has none');
+      return ctor;
+    },
+    (err: unknown) => {
+      nodeWebSocket = null;
+      throw new Error(
+        `no WebSocket: this platform has no globalThis.WebSocket and the \`ws\` package could not be loaded (${err instanceof Error ? err.message : String(err)})`,
+      );
+    },
+  );
   return nodeWebSocket;
 }

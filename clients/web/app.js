@@ -248,7 +248,10 @@ function onSetupComplete(msg) {
   // A fresh decoder for every connection; it posts PCM straight to the worklet through a MessagePort.
   const channel = new MessageChannel();
   state.audio.node.port.postMessage({ type: 'source', port: channel.port2 }, [channel.port2]);
-  state.worker.postMessage({ type: 'init', channels: msg.audio.channels, preSkip: msg.audio.preSkip, port: channel.port1, epoch: state.epoch }, [channel.port1]);
+  state.worker.postMessage(
+    { type: 'init', channels: msg.audio.channels, preSkip: msg.audio.preSkip, port: channel.port1, epoch: state.epoch },
+    [channel.port1],
+  );
   ui.steerNote.textContent =
     t.kind === 'session'
       ? 'Your own stream: changes apply to what you hear only.'
@@ -258,13 +261,22 @@ function onSetupComplete(msg) {
   // The server announces `applied` for changes only: a new session's control 0 is what setup asked for.
   if (state.sentSession && !state.controls.has(0)) {
     const { prompts, config } = state.sentSession;
-    state.controls.set(0, { control: 0, prompts: prompts.map((p) => ({ text: p.text.trim(), weight: p.weight })), config: { ...DEFAULT_CONFIG, ...config }, pts: 0, at: performance.now(), fromSetup: true });
+    state.controls.set(0, {
+      control: 0,
+      prompts: prompts.map((p) => ({ text: p.text.trim(), weight: p.weight })),
+      config: { ...DEFAULT_CONFIG, ...config },
+      pts: 0,
+      at: performance.now(),
+      fromSetup: true,
+    });
     state.populated = true;
   }
   clearInterval(state.pingTimer);
   state.pingTimer = setInterval(ping, 2000);
   ping();
-  log(`Connected (${msg.channel ? `channel ${msg.channel}` : 'personal session'}, ${msg.audio.channels} ch, pre-skip ${msg.audio.preSkip}).`);
+  log(
+    `Connected (${msg.channel ? `channel ${msg.channel}` : 'personal session'}, ${msg.audio.channels} ch, pre-skip ${msg.audio.preSkip}).`,
+  );
   renderNowPlaying();
 }
 
@@ -385,7 +397,11 @@ function applyConfig(e) {
   const config = readConfig();
   if (send({ type: 'config', config })) {
     markChange('config');
-    log(`Sent config: ${Object.entries(config).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
+    log(
+      `Sent config: ${Object.entries(config)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}.`,
+    );
   }
 }
 
@@ -545,7 +561,9 @@ function renderNowPlaying() {
   if (key === shownControl) return;
   shownControl = key;
   if (!np) {
-    ui.now.innerHTML = state.setup ? '<p class="muted">Buffering…</p>' : '<p class="muted">Press <strong>Listen</strong> on a channel, or <strong>Start my own stream</strong>.</p>';
+    ui.now.innerHTML = state.setup
+      ? '<p class="muted">Buffering…</p>'
+      : '<p class="muted">Press <strong>Listen</strong> on a channel, or <strong>Start my own stream</strong>.</p>';
     return;
   }
   const head = document.createElement('p');
@@ -572,12 +590,14 @@ function renderNowPlaying() {
   if (!np.prompts) {
     const li = document.createElement('li');
     li.className = 'muted';
-    li.textContent = state.target?.kind === 'channel' ? 'the channel’s starting prompts (no change announced yet)' : 'prompts not known yet';
+    li.textContent =
+      state.target?.kind === 'channel' ? 'the channel’s starting prompts (no change announced yet)' : 'prompts not known yet';
     list.append(li);
   }
   const cfg = document.createElement('p');
   cfg.className = 'muted small';
-  if (np.config) cfg.textContent = `temperature ${np.config.temperature} · top-k ${np.config.topK} · top-p ${np.config.topP} · guidance ${np.config.guidance} · seed ${np.config.seed}`;
+  if (np.config)
+    cfg.textContent = `temperature ${np.config.temperature} · top-k ${np.config.topK} · top-p ${np.config.topP} · guidance ${np.config.guidance} · seed ${np.config.seed}`;
   ui.now.replaceChildren(head, list, cfg);
 }
 
@@ -608,7 +628,13 @@ function renderStats() {
   $('st-lead').textContent = st ? `${Math.round(st.leadMs)} ms` : '–';
   $('st-rtf').textContent = st ? `${st.rtf}×` : '–';
   const c = state.change;
-  $('st-heard').textContent = !c ? '–' : c.heardAfterMs !== null ? `${(c.heardAfterMs / 1000).toFixed(1)} s` : c.appliedAfterMs !== null ? `applied in ${(c.appliedAfterMs / 1000).toFixed(1)} s…` : 'waiting…';
+  $('st-heard').textContent = !c
+    ? '–'
+    : c.heardAfterMs !== null
+      ? `${(c.heardAfterMs / 1000).toFixed(1)} s`
+      : c.appliedAfterMs !== null
+        ? `applied in ${(c.appliedAfterMs / 1000).toFixed(1)} s…`
+        : 'waiting…';
   renderNowPlaying();
 }
 
@@ -647,7 +673,7 @@ function draw() {
     const bins = a.analyser.frequencyBinCount;
     binForRow = new Uint16Array(h);
     for (let y = 0; y < h; y++) {
-      const f = 30 * Math.pow(16000 / 30, 1 - y / (h - 1 || 1));
+      const f = 30 * (16000 / 30) ** (1 - y / (h - 1 || 1));
       binForRow[y] = Math.min(bins - 1, Math.round((f / nyquist) * bins));
     }
     column = ctx2d.createImageData(2, h);
@@ -697,7 +723,15 @@ window.riverrun = Object.freeze({
   change: () => (state.change ? { ...state.change } : null),
   timeline: () => ({ ...state.timeline }),
   errors: () => state.errors.slice(),
-  audioInfo: () => (state.audio ? { sampleRate: state.audio.ctx.sampleRate, state: state.audio.ctx.state, baseLatency: state.audio.ctx.baseLatency, outputLatency: state.audio.ctx.outputLatency } : null),
+  audioInfo: () =>
+    state.audio
+      ? {
+          sampleRate: state.audio.ctx.sampleRate,
+          state: state.audio.ctx.state,
+          baseLatency: state.audio.ctx.baseLatency,
+          outputLatency: state.audio.ctx.outputLatency,
+        }
+      : null,
   analyserRms,
   targetMs: TARGET_MS,
 });

@@ -72,7 +72,10 @@ async function handle(m) {
     if (missing <= MAX_FILL_PACKETS) {
       const silence = new Float32Array(missing * FRAME);
       const chans = channels === 1 ? [silence] : [silence, new Float32Array(missing * FRAME)];
-      out.postMessage({ type: 'pcm', epoch, pts: pts - missing * FRAME - preSkip, control: m.control, channels: chans }, chans.map((c) => c.buffer));
+      out.postMessage(
+        { type: 'pcm', epoch, pts: pts - missing * FRAME - preSkip, control: m.control, channels: chans },
+        chans.map((c) => c.buffer),
+      );
     }
   }
   expectedSeq = seq + packets.length;
@@ -86,7 +89,10 @@ async function handle(m) {
     // trims preSkip samples from its very first output, so the output ends where the last packet ends.
     const firstPts = pts + packets.length * FRAME - samplesDecoded - preSkip;
     const chans = channelData.slice(0, channels);
-    out.postMessage({ type: 'pcm', epoch, pts: firstPts, control: m.control, channels: chans }, chans.map((c) => c.buffer));
+    out.postMessage(
+      { type: 'pcm', epoch, pts: firstPts, control: m.control, channels: chans },
+      chans.map((c) => c.buffer),
+    );
   }
   self.postMessage({ type: 'decoded', ...totals });
 }

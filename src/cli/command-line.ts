@@ -1,6 +1,6 @@
 // Argument parsing shared by every riverrun command: strict flags, --help, and usage errors that main()
 // prints with the command's usage (exit code 2).
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { UsageError } from './usage-error.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;

@@ -1,10 +1,10 @@
 // `riverrun generate`: the whole pipeline in one process, written to a 32-bit float WAV.
 import { writeFileSync } from 'node:fs';
+import { defaultModelDir } from '../models/default-model.ts';
 import { PRECISIONS, type Precision } from '../models/graphs/linear.ts';
-import { DEVICES, ModelBundle, type Device } from '../models/model-bundle.ts';
+import { DEVICES, type Device, ModelBundle } from '../models/model-bundle.ts';
 import { generateOffline } from '../stream/offline-generate.ts';
 import { writeWavFloat32 } from '../stream/wav.ts';
-import { defaultModelDir } from '../models/default-model.ts';
 import { parseCommandLine } from './command-line.ts';
 
 export const GENERATE_USAGE = `Usage: riverrun generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) (--seconds S | --steps N)
@@ -31,24 +31,24 @@ Generate music offline and write it as a 32-bit float WAV at the codec's sample 
 
 export async function runGenerate(args: string[]): Promise<void> {
   const line = parseCommandLine('generate', GENERATE_USAGE, args, {
-        model: { type: 'string' },
-        prompt: { type: 'string' },
-        'prompt-ids': { type: 'string' },
-        seconds: { type: 'string' },
-        steps: { type: 'string' },
-        seed: { type: 'string' },
-        greedy: { type: 'boolean' },
-        guidance: { type: 'string' },
-        'top-k': { type: 'string' },
-        'top-p': { type: 'string' },
-        temperature: { type: 'string' },
-        precision: { type: 'string' },
-        device: { type: 'string' },
-        threads: { type: 'string' },
-        out: { type: 'string' },
-        'codes-out': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      });
+    model: { type: 'string' },
+    prompt: { type: 'string' },
+    'prompt-ids': { type: 'string' },
+    seconds: { type: 'string' },
+    steps: { type: 'string' },
+    seed: { type: 'string' },
+    greedy: { type: 'boolean' },
+    guidance: { type: 'string' },
+    'top-k': { type: 'string' },
+    'top-p': { type: 'string' },
+    temperature: { type: 'string' },
+    precision: { type: 'string' },
+    device: { type: 'string' },
+    threads: { type: 'string' },
+    out: { type: 'string' },
+    'codes-out': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (!line) return;
   const { values, fail } = line;
   const num = (name: string, v: string | undefined, check: (n: number) => boolean, what: string): number | undefined => {
@@ -83,7 +83,8 @@ export async function runGenerate(args: string[]): Promise<void> {
   try {
     const { codec, decoder } = model.config;
     const ids = promptIds ?? model.tokenize(values.prompt!);
-    if (ids.some((id) => id >= model.config.textEncoder.vocabSize)) fail(`--prompt-ids must be below the text vocabulary size ${model.config.textEncoder.vocabSize}`);
+    if (ids.some((id) => id >= model.config.textEncoder.vocabSize))
+      fail(`--prompt-ids must be below the text vocabulary size ${model.config.textEncoder.vocabSize}`);
     const frameRate = codec.samplingRate / codec.hop;
     const steps = stepsArg ?? Math.max(1, Math.round(seconds! * frameRate)) + decoder.numCodebooks - 1;
     const gen = model.checkpoint.generation;
@@ -99,11 +100,15 @@ export async function runGenerate(args: string[]): Promise<void> {
     writeWavFloat32(values.out!, result.audio, codec.samplingRate);
     if (values['codes-out']) {
       const K = decoder.numCodebooks;
-      const frames = Array.from({ length: result.frames }, (_, t) => Array.from({ length: K }, (_, k) => Number(result.codes[k * result.frames + t])));
+      const frames = Array.from({ length: result.frames }, (_, t) =>
+        Array.from({ length: K }, (_, k) => Number(result.codes[k * result.frames + t])),
+      );
       writeFileSync(values['codes-out'], `${JSON.stringify({ codes: frames })}\n`);
     }
     const audioSeconds = result.audio.length / codec.samplingRate;
-    process.stderr.write(`wrote ${values.out}: ${result.frames} frames, ${audioSeconds.toFixed(2)} s of audio in ${elapsed.toFixed(2)} s (${(audioSeconds / elapsed).toFixed(2)}x real time)\n`);
+    process.stderr.write(
+      `wrote ${values.out}: ${result.frames} frames, ${audioSeconds.toFixed(2)} s of audio in ${elapsed.toFixed(2)} s (${(audioSeconds / elapsed).toFixed(2)}x real time)\n`,
+    );
   } finally {
     await model.close();
   }

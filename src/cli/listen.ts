@@ -3,7 +3,7 @@
 // `riverrun session` uses.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { extname } from 'node:path';
-import { RiverrunClient, type AudioMessage, type PcmFrame, type SessionSpec, type SetupCompleteMessage } from '../../clients/sdk/index.ts';
+import { type AudioMessage, type PcmFrame, RiverrunClient, type SessionSpec, type SetupCompleteMessage } from '../../clients/sdk/index.ts';
 import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import { encodeWavFloat32 } from '../stream/wav.ts';
 import { parseCommandLine } from './command-line.ts';
@@ -63,7 +63,11 @@ class OggWriter implements AudioFileWriter {
   packets = 0;
 
   constructor(path: string, setup: SetupCompleteMessage) {
-    this.muxer = new OggOpusMuxer({ channels: setup.audio.channels, preSkip: setup.audio.preSkip, tags: { ENCODER: 'riverrun listen', ...(setup.channel !== undefined && { TITLE: setup.channel }) } });
+    this.muxer = new OggOpusMuxer({
+      channels: setup.audio.channels,
+      preSkip: setup.audio.preSkip,
+      tags: { ENCODER: 'riverrun listen', ...(setup.channel !== undefined && { TITLE: setup.channel }) },
+    });
     this.fd = openSync(path, 'w');
     writeSync(this.fd, this.muxer.headers());
   }
@@ -92,7 +96,10 @@ class WavWriter implements AudioFileWriter {
   private dataBytes = 0;
   packets = 0;
 
-  constructor(path: string, private readonly channels: number) {
+  constructor(
+    path: string,
+    private readonly channels: number,
+  ) {
     this.fd = openSync(path, 'w');
     writeSync(this.fd, encodeWavFloat32(new Float32Array(0), 48000, channels));
   }
@@ -199,7 +206,9 @@ export async function record(options: RecordOptions): Promise<void> {
         return;
       }
       const what = 'listen' in options.target ? `channel ${setup.channel ?? options.target.listen}` : `session ${setup.sessionId}`;
-      log(`recording ${what} (${setup.model.name}${setup.model.random ? ', random weights' : ''}, ${a.channels === 2 ? 'stereo' : 'mono'}) to ${options.out}`);
+      log(
+        `recording ${what} (${setup.model.name}${setup.model.random ? ', random weights' : ''}, ${a.channels === 2 ? 'stereo' : 'mono'}) to ${options.out}`,
+      );
     } else if (a.channels !== format.channels) {
       stop(new Error(`the audio format changed after reconnecting (${format.channels} → ${a.channels} channels)`));
     }
@@ -220,7 +229,8 @@ export async function record(options: RecordOptions): Promise<void> {
   client.on('reconnect', (e) => log(`reconnected (${e.setup.sessionId})`));
   client.on('close', (e) => {
     if (e.willReconnect) log(`connection lost (${e.code}${e.reason ? ` ${e.reason}` : ''})`);
-    else if (!stopped && format !== null) stop(new Error(`connection closed (${e.code}${e.error ? ` ${e.error.code}` : e.reason ? ` ${e.reason}` : ''})`));
+    else if (!stopped && format !== null)
+      stop(new Error(`connection closed (${e.code}${e.error ? ` ${e.error.code}` : e.reason ? ` ${e.reason}` : ''})`));
   });
 
   try {
@@ -240,13 +250,13 @@ export async function record(options: RecordOptions): Promise<void> {
 
 export async function runListen(args: string[]): Promise<void> {
   const line = parseCommandLine('listen', LISTEN_USAGE, args, {
-        url: { type: 'string' },
-        channel: { type: 'string' },
-        seconds: { type: 'string' },
-        token: { type: 'string' },
-        out: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      });
+    url: { type: 'string' },
+    channel: { type: 'string' },
+    seconds: { type: 'string' },
+    token: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (!line) return;
   const { values, fail } = line;
   if (!values.channel) fail('--channel ID is required');
@@ -259,7 +269,15 @@ export async function runListen(args: string[]): Promise<void> {
     fail((err as Error).message);
   }
   const url = checkUrl(values.url ?? DEFAULT_URL, fail);
-  await record({ command: 'riverrun listen', url, token: values.token ?? process.env.RIVERRUN_TOKEN, target: { listen: values.channel! }, seconds, out: values.out!, format });
+  await record({
+    command: 'riverrun listen',
+    url,
+    token: values.token ?? process.env.RIVERRUN_TOKEN,
+    target: { listen: values.channel! },
+    seconds,
+    out: values.out!,
+    format,
+  });
 }
 
 /** The URL as given, after checking that the SDK can use it (ws, wss, http, https). */

@@ -1,10 +1,11 @@
 // The `riverrun` command: dispatches to one module per subcommand.
-import { runServe } from './serve.ts';
+
 import { runGenerate } from './generate.ts';
 import { runListen } from './listen.ts';
-import { runSession } from './session.ts';
 import { runModelFetch } from './model-fetch.ts';
 import { runModelTiny } from './model-tiny.ts';
+import { runServe } from './serve.ts';
+import { runSession } from './session.ts';
 import { UsageError } from './usage-error.ts';
 
 const USAGE = `Usage: riverrun COMMAND [options]

@@ -1,10 +1,10 @@
 // `riverrun model fetch REPO [--revision R] [--dir D]`: downloads a MusicGen checkpoint from the
 // Hugging Face hub and prints the directory to pass to `--model DIR`.
 
-import { fetchCheckpoint } from '../models/hub.ts';
 import type { FetchProgress } from '../models/hub.ts';
-import { formatBytes, progressBar } from './progress.ts';
+import { fetchCheckpoint } from '../models/hub.ts';
 import { parseCommandLine } from './command-line.ts';
+import { formatBytes, progressBar } from './progress.ts';
 
 export const MODEL_FETCH_USAGE = `Usage: riverrun model fetch REPO [--revision R] [--dir D]
 
@@ -20,7 +20,6 @@ Environment: HF_TOKEN (private or gated repos), HF_ENDPOINT (hub mirror).
 Interrupted downloads resume where they stopped when the command is run again.
 Prints the checkpoint directory on stdout; pass it to --model.`;
 
-
 /** Where the command writes; tests swap these for buffers. */
 export interface ModelFetchIo {
   stdout: { write(chunk: string): unknown };
@@ -29,11 +28,17 @@ export interface ModelFetchIo {
 }
 
 export async function runModelFetch(args: string[], io: ModelFetchIo = { stdout: process.stdout, stderr: process.stderr }): Promise<void> {
-  const line = parseCommandLine('model fetch', MODEL_FETCH_USAGE, args, {
-    revision: { type: 'string', short: 'r' },
-    dir: { type: 'string', short: 'd' },
-    help: { type: 'boolean', short: 'h' },
-  }, { positionals: true, out: io.stdout });
+  const line = parseCommandLine(
+    'model fetch',
+    MODEL_FETCH_USAGE,
+    args,
+    {
+      revision: { type: 'string', short: 'r' },
+      dir: { type: 'string', short: 'd' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    { positionals: true, out: io.stdout },
+  );
   if (!line) return;
   const { values, positionals, fail } = line;
   if (positionals.length === 0) fail('missing REPO (e.g. facebook/musicgen-small)');

@@ -1,10 +1,10 @@
 // `riverrun model tiny --out DIR [--preset tiny|small] [--seed N]`: writes a random MusicGen
 // checkpoint in the Hugging Face layout and prints the directory to pass to `--model DIR`.
 import { resolve } from 'node:path';
-import { isPreset, PRESETS, presetWeightBytes, writeRandomCheckpoint } from '../models/presets.ts';
 import type { Preset } from '../models/presets.ts';
-import { formatBytes, progressBar } from './progress.ts';
+import { isPreset, PRESETS, presetWeightBytes, writeRandomCheckpoint } from '../models/presets.ts';
 import { parseCommandLine } from './command-line.ts';
+import { formatBytes, progressBar } from './progress.ts';
 
 export const MODEL_TINY_USAGE = `Usage: riverrun model tiny --out DIR [--preset tiny|small] [--seed N]
 
@@ -27,12 +27,18 @@ export interface ModelTinyIo {
 }
 
 export async function runModelTiny(args: string[], io: ModelTinyIo = { stdout: process.stdout, stderr: process.stderr }): Promise<void> {
-  const line = parseCommandLine('model tiny', MODEL_TINY_USAGE, args, {
-    out: { type: 'string', short: 'o' },
-    preset: { type: 'string', short: 'p' },
-    seed: { type: 'string', short: 's' },
-    help: { type: 'boolean', short: 'h' },
-  }, { out: io.stdout });
+  const line = parseCommandLine(
+    'model tiny',
+    MODEL_TINY_USAGE,
+    args,
+    {
+      out: { type: 'string', short: 'o' },
+      preset: { type: 'string', short: 'p' },
+      seed: { type: 'string', short: 's' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    { out: io.stdout },
+  );
   if (!line) return;
   const { values, fail } = line;
   if (values.out === undefined || values.out === '') return fail('--out DIR is required');
@@ -49,9 +55,13 @@ export async function runModelTiny(args: string[], io: ModelTinyIo = { stdout: p
   const dir = resolve(values.out);
 
   const started = Date.now();
-  const progress = preset === 'small' ? new Progress(io.stderr, `writing random ${preset} checkpoint to ${dir}`, presetWeightBytes(preset)) : undefined;
+  const progress =
+    preset === 'small' ? new Progress(io.stderr, `writing random ${preset} checkpoint to ${dir}`, presetWeightBytes(preset)) : undefined;
   try {
-    writeRandomCheckpoint(dir, preset, { seed, ...(progress ? { onProgress: (done: number, total: number) => progress.update(done, total) } : {}) });
+    writeRandomCheckpoint(dir, preset, {
+      seed,
+      ...(progress ? { onProgress: (done: number, total: number) => progress.update(done, total) } : {}),
+    });
   } finally {
     progress?.end();
   }
@@ -67,7 +77,11 @@ class Progress {
   private readonly startedAt = Date.now();
   private readonly tty: boolean;
 
-  constructor(private readonly out: { write(chunk: string): unknown; isTTY?: boolean }, title: string, total: number) {
+  constructor(
+    private readonly out: { write(chunk: string): unknown; isTTY?: boolean },
+    title: string,
+    total: number,
+  ) {
     this.tty = out.isTTY === true;
     out.write(`${title} (${formatBytes(total)})\n`);
   }

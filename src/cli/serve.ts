@@ -63,7 +63,13 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     return n;
   };
   const list = (flag: string[] | undefined, envValue: string | undefined): string[] =>
-    flag ?? (envValue ? envValue.split(',').map((s) => s.trim()).filter(Boolean) : []);
+    flag ??
+    (envValue
+      ? envValue
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : []);
 
   const precision = (values.precision ?? env.RIVERRUN_PRECISION ?? 'fp32') as Precision;
   if (!PRECISIONS.includes(precision)) fail(`--precision must be one of ${PRECISIONS.join(', ')}`);
@@ -74,7 +80,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
   for (const entry of list(values.token, env.RIVERRUN_TOKENS)) {
     const at = entry.lastIndexOf(':');
     const role = entry.slice(at + 1) as Role;
-    if (at <= 0 || !ROLES.includes(role)) fail(`token ${JSON.stringify(entry.slice(0, 4) + '…')} must be TOKEN:ROLE with ROLE one of ${ROLES.join(', ')}`);
+    if (at <= 0 || !ROLES.includes(role))
+      fail(`token ${JSON.stringify(entry.slice(0, 4) + '…')} must be TOKEN:ROLE with ROLE one of ${ROLES.join(', ')}`);
     tokens.set(entry.slice(0, at), role);
   }
   const anonymous = values['anonymous-role'] ?? env.RIVERRUN_ANONYMOUS_ROLE ?? (tokens.size > 0 ? 'listener' : 'session');
@@ -113,7 +120,6 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
   };
 }
-
 
 export async function runServe(args: string[]): Promise<void> {
   const config = parseServeArgs(args);

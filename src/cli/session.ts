@@ -2,9 +2,9 @@
 // `riverrun listen` does), and steer it with lines typed on standard input.
 import { createInterface } from 'node:readline';
 import type { GenerationConfig, PlaybackAction, RiverrunClient, WeightedPrompt } from '../../clients/sdk/index.ts';
-import { CONFIG_RANGES, TRANSITION_MS_RANGE, WEIGHT_RANGE, type NumberRange } from '../server/protocol.ts';
-import { checkUrl, DEFAULT_URL, outputFormat, parseSeconds, record } from './listen.ts';
+import { CONFIG_RANGES, type NumberRange, TRANSITION_MS_RANGE, WEIGHT_RANGE } from '../server/protocol.ts';
 import { parseCommandLine } from './command-line.ts';
+import { checkUrl, DEFAULT_URL, outputFormat, parseSeconds, record } from './listen.ts';
 
 export const STEERING_HELP = `Steering lines (one per line on standard input; keywords are case-insensitive, "KEY: VALUE",
 "KEY VALUE" and "KEY=VALUE" are the same; blank lines and lines starting with # are ignored):
@@ -165,7 +165,8 @@ export function parseSteeringLine(line: string): SteeringCommand | null {
     const p = parseWeightedPrompt(rest, true);
     return { kind: 'weight', text: p.text, weight: p.weight };
   }
-  if (keyword === 'transition') return { kind: 'transition', ms: numberIn(rest.replace(/\s*ms$/i, ''), TRANSITION_MS_RANGE, 'transition (ms)') };
+  if (keyword === 'transition')
+    return { kind: 'transition', ms: numberIn(rest.replace(/\s*ms$/i, ''), TRANSITION_MS_RANGE, 'transition (ms)') };
   const configKey = CONFIG_KEYWORDS[keyword];
   if (configKey !== undefined) return { kind: 'config', key: configKey, value: numberIn(rest, CONFIG_RANGES[configKey], keyword) };
   if (keyword === 'defaults') {
@@ -205,13 +206,15 @@ export class SteeringState {
         return this.sendPrompts(next, client);
       }
       case 'remove': {
-        if (!this.prompts.some((p) => p.text === cmd.text)) throw new Error(`no prompt ${JSON.stringify(cmd.text)} (prompts: ${describePrompts(this.prompts)})`);
+        if (!this.prompts.some((p) => p.text === cmd.text))
+          throw new Error(`no prompt ${JSON.stringify(cmd.text)} (prompts: ${describePrompts(this.prompts)})`);
         const next = this.prompts.filter((p) => p.text !== cmd.text);
         if (!next.some((p) => p.weight > 0)) throw new Error('that would leave no prompt with a weight above 0');
         return this.sendPrompts(next, client);
       }
       case 'weight': {
-        if (!this.prompts.some((p) => p.text === cmd.text)) throw new Error(`no prompt ${JSON.stringify(cmd.text)} (prompts: ${describePrompts(this.prompts)}); "add" adds one`);
+        if (!this.prompts.some((p) => p.text === cmd.text))
+          throw new Error(`no prompt ${JSON.stringify(cmd.text)} (prompts: ${describePrompts(this.prompts)}); "add" adds one`);
         const next = this.prompts.map((p) => (p.text === cmd.text ? { text: p.text, weight: cmd.weight } : p));
         if (!next.some((p) => p.weight > 0)) throw new Error('at least one prompt needs a weight above 0');
         return this.sendPrompts(next, client);
@@ -226,7 +229,12 @@ export class SteeringState {
         this.config = {};
         return this.sendConfig(client);
       case 'playback': {
-        const send = { play: () => client.play(), pause: () => client.pause(), stop: () => client.stop(), reset_context: () => client.resetContext() }[cmd.action];
+        const send = {
+          play: () => client.play(),
+          pause: () => client.pause(),
+          stop: () => client.stop(),
+          reset_context: () => client.resetContext(),
+        }[cmd.action];
         return `${cmd.action}${send() ? '' : ' (not connected: sent when reconnected)'}`;
       }
       case 'help':
@@ -256,19 +264,19 @@ export function describePrompts(prompts: readonly WeightedPrompt[]): string {
 
 export async function runSession(args: string[]): Promise<void> {
   const line = parseCommandLine('session', SESSION_USAGE, args, {
-        url: { type: 'string' },
-        prompt: { type: 'string' },
-        seconds: { type: 'string' },
-        token: { type: 'string' },
-        out: { type: 'string' },
-        transition: { type: 'string' },
-        temperature: { type: 'string' },
-        'top-k': { type: 'string' },
-        'top-p': { type: 'string' },
-        guidance: { type: 'string' },
-        seed: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      });
+    url: { type: 'string' },
+    prompt: { type: 'string' },
+    seconds: { type: 'string' },
+    token: { type: 'string' },
+    out: { type: 'string' },
+    transition: { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    'top-p': { type: 'string' },
+    guidance: { type: 'string' },
+    seed: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (!line) return;
   const { values, fail } = line;
   const check = <T>(f: () => T): T => {
@@ -284,7 +292,13 @@ export async function runSession(args: string[]): Promise<void> {
   const prompts = values.prompt === undefined ? [] : check(() => parsePromptList(values.prompt!));
   const transitionMs = values.transition === undefined ? 0 : check(() => numberIn(values.transition!, TRANSITION_MS_RANGE, '--transition'));
   const config: Partial<GenerationConfig> = {};
-  const flags: [string, ConfigKey][] = [['temperature', 'temperature'], ['top-k', 'topK'], ['top-p', 'topP'], ['guidance', 'guidance'], ['seed', 'seed']];
+  const flags: [string, ConfigKey][] = [
+    ['temperature', 'temperature'],
+    ['top-k', 'topK'],
+    ['top-p', 'topP'],
+    ['guidance', 'guidance'],
+    ['seed', 'seed'],
+  ];
   for (const [flag, key] of flags) {
     const v = values[flag as 'temperature'];
     if (v !== undefined) config[key] = check(() => numberIn(v, CONFIG_RANGES[key], `--${flag}`));
@@ -306,12 +320,19 @@ export async function runSession(args: string[]): Promise<void> {
 
 /** Reads steering lines from standard input until detached; never throws on a bad line. */
 function attachStdin(client: RiverrunClient, state: SteeringState, log: (line: string) => void): () => void {
-  const offApplied = client.on('applied', (m) => log(`applied (control ${m.control}): ${describePrompts(m.prompts)}; ${Object.entries(m.config).map(([k, v]) => `${k}=${v}`).join(' ')}`));
+  const offApplied = client.on('applied', (m) =>
+    log(
+      `applied (control ${m.control}): ${describePrompts(m.prompts)}; ${Object.entries(m.config)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    ),
+  );
   const offError = client.on('error', (e) => {
     if (e.fatal) return;
     // The server refused a change: go back to what is in effect, so the next line starts from there.
     if (client.applied !== null) {
-      if (e.code === 'too_many_prompts' || e.code === 'prompt_too_long' || e.field?.startsWith('prompts')) state.prompts = client.applied.prompts.map((p) => ({ ...p }));
+      if (e.code === 'too_many_prompts' || e.code === 'prompt_too_long' || e.field?.startsWith('prompts'))
+        state.prompts = client.applied.prompts.map((p) => ({ ...p }));
       if (e.field?.startsWith('config')) state.config = { ...client.applied.config };
     }
   });

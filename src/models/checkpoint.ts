@@ -2,7 +2,7 @@
 // (or a sharded model.safetensors.index.json) and tokenizer.json.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseGenerationConfig, parseMusicgenConfig, type GenerationDefaults, type MusicgenConfig } from './config.ts';
+import { type GenerationDefaults, type MusicgenConfig, parseGenerationConfig, parseMusicgenConfig } from './config.ts';
 import { CheckpointError } from './errors.ts';
 import { SafetensorsFile } from './safetensors.ts';
 
@@ -49,7 +49,11 @@ export class Checkpoint {
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-      throw new CheckpointError('CHECKPOINT_MISSING_FILE', dir, 'is not a directory (expected a Hugging Face MusicGen checkpoint with config.json and model.safetensors)');
+      throw new CheckpointError(
+        'CHECKPOINT_MISSING_FILE',
+        dir,
+        'is not a directory (expected a Hugging Face MusicGen checkpoint with config.json and model.safetensors)',
+      );
     }
     const configPath = join(dir, 'config.json');
     const rawConfig = readJson(configPath);
@@ -88,7 +92,11 @@ function readJson(path: string): Record<string, unknown> {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new CheckpointError('CHECKPOINT_MISSING_FILE', path, 'is missing (a MusicGen checkpoint needs config.json, model.safetensors and tokenizer.json)');
+    throw new CheckpointError(
+      'CHECKPOINT_MISSING_FILE',
+      path,
+      'is missing (a MusicGen checkpoint needs config.json, model.safetensors and tokenizer.json)',
+    );
   }
   try {
     const v = JSON.parse(text) as unknown;

@@ -60,7 +60,10 @@ export function compileModel(checkpoint: Checkpoint, options: CompileOptions): C
       build().save(join(tmp, `${name}.onnx`));
       log(`compiled ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     });
-    writeFileSync(join(tmp, 'source.json'), JSON.stringify({ checkpoint: checkpoint.dir, precision: options.precision, graphVersion: GRAPH_VERSION }, null, 2));
+    writeFileSync(
+      join(tmp, 'source.json'),
+      JSON.stringify({ checkpoint: checkpoint.dir, precision: options.precision, graphVersion: GRAPH_VERSION }, null, 2),
+    );
     writeFileSync(join(tmp, 'complete'), '');
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);

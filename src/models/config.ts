@@ -71,7 +71,11 @@ export interface GenerationDefaults {
 type Json = Record<string, unknown>;
 
 class Fields {
-  constructor(private readonly file: string, private readonly section: string, private readonly obj: Json) {}
+  constructor(
+    private readonly file: string,
+    private readonly section: string,
+    private readonly obj: Json,
+  ) {}
   private fail(key: string, what: string): never {
     throw new CheckpointError('CHECKPOINT_CONFIG', this.file, `${this.section}.${key} ${what}`);
   }
@@ -110,7 +114,8 @@ class Fields {
     return new Fields(this.file, key, v as Json);
   }
   require(key: string, allowed: unknown[]): void {
-    if (!allowed.includes(this.obj[key])) this.fail(key, `is ${JSON.stringify(this.obj[key])}; Riverrun supports ${allowed.map((a) => JSON.stringify(a)).join(' or ')}`);
+    if (!allowed.includes(this.obj[key]))
+      this.fail(key, `is ${JSON.stringify(this.obj[key])}; Riverrun supports ${allowed.map((a) => JSON.stringify(a)).join(' or ')}`);
   }
 }
 
@@ -131,7 +136,11 @@ export function parseMusicgenConfig(json: Json, file: string): MusicgenConfig {
 
   const feedForward = t5.str('feed_forward_proj', 'relu');
   if (feedForward !== 'relu' && feedForward !== 'gated-gelu') {
-    throw new CheckpointError('CHECKPOINT_CONFIG', file, `text_encoder.feed_forward_proj is ${feedForward}; Riverrun supports relu and gated-gelu`);
+    throw new CheckpointError(
+      'CHECKPOINT_CONFIG',
+      file,
+      `text_encoder.feed_forward_proj is ${feedForward}; Riverrun supports relu and gated-gelu`,
+    );
   }
   const ratios = enc.ints('upsampling_ratios');
   const hiddenSize = enc.int('hidden_size');
@@ -147,9 +156,20 @@ export function parseMusicgenConfig(json: Json, file: string): MusicgenConfig {
     scaleEmbedding: dec.bool('scale_embedding', false),
     padId: dec.int('pad_token_id'),
   };
-  if (decoder.hidden % decoder.numHeads !== 0) throw new CheckpointError('CHECKPOINT_CONFIG', file, 'decoder.hidden_size is not a multiple of num_attention_heads');
-  if (decoder.audioChannels !== 1) throw new CheckpointError('CHECKPOINT_CONFIG', file, 'stereo MusicGen checkpoints are not supported yet (decoder.audio_channels must be 1)');
-  if (decoder.padId !== decoder.vocabSize) throw new CheckpointError('CHECKPOINT_CONFIG', file, `decoder.pad_token_id (${decoder.padId}) must equal vocab_size (${decoder.vocabSize})`);
+  if (decoder.hidden % decoder.numHeads !== 0)
+    throw new CheckpointError('CHECKPOINT_CONFIG', file, 'decoder.hidden_size is not a multiple of num_attention_heads');
+  if (decoder.audioChannels !== 1)
+    throw new CheckpointError(
+      'CHECKPOINT_CONFIG',
+      file,
+      'stereo MusicGen checkpoints are not supported yet (decoder.audio_channels must be 1)',
+    );
+  if (decoder.padId !== decoder.vocabSize)
+    throw new CheckpointError(
+      'CHECKPOINT_CONFIG',
+      file,
+      `decoder.pad_token_id (${decoder.padId}) must equal vocab_size (${decoder.vocabSize})`,
+    );
   return {
     textEncoder: {
       vocabSize: t5.int('vocab_size'),

@@ -11,6 +11,11 @@ export const DEMO_MODEL_DIR = fileURLToPath(new URL('../../models/riverrun-demo'
 
 export function defaultModelDir(): string {
   const weights = join(DEMO_MODEL_DIR, 'model.safetensors');
-  if (!existsSync(weights)) throw new CheckpointError('CHECKPOINT_MISSING_FILE', weights, 'the embedded demo model is missing (git checkout models/ restores it), or pass --model DIR');
+  if (!existsSync(weights))
+    throw new CheckpointError(
+      'CHECKPOINT_MISSING_FILE',
+      weights,
+      'the embedded demo model is missing (git checkout models/ restores it), or pass --model DIR',
+    );
   return DEMO_MODEL_DIR;
 }

@@ -6,36 +6,33 @@
 // files) before being renamed into place. A small manifest (`.riverrun-fetch.json`) remembers
 // what was verified so a re-run skips finished files without re-hashing gigabytes.
 
-import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { defaultCacheRoot } from './cache-root.ts';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { type ErrorRegistry, RiverrunError } from '../errors.ts';
+import { defaultCacheRoot } from './cache-root.ts';
 
-export type HubErrorCode =
-  | 'HUB_BAD_REPO' // repo id is not of the form owner/name
-  | 'HUB_UNAUTHORIZED' // 401/403: private or gated repo, missing or rejected token
-  | 'HUB_NOT_FOUND' // 404: repo, revision or file does not exist
-  | 'HUB_NO_SAFETENSORS' // repo has no safetensors weights (e.g. only pytorch_model.bin)
-  | 'HUB_MISSING_FILE' // a required or requested file is not in the repo
-  | 'HUB_CHECKSUM' // downloaded file has the wrong size or sha256
-  | 'HUB_NETWORK' // endpoint unreachable or connection dropped mid-download
-  | 'HUB_HTTP' // any other unexpected HTTP status
-  | 'HUB_PROTOCOL'; // the hub answered something we cannot parse
+export const HUB_ERRORS = {
+  HUB_BAD_REPO: { meaning: 'The repo id is not of the form owner/name.' },
+  HUB_UNAUTHORIZED: { meaning: 'The hub answered 401/403: a private or gated repo, a missing or rejected token.' },
+  HUB_NOT_FOUND: { meaning: 'The hub answered 404: the repo, revision or file does not exist.' },
+  HUB_NO_SAFETENSORS: { meaning: 'The repo has no safetensors weights (e.g. only pytorch_model.bin).' },
+  HUB_MISSING_FILE: { meaning: 'A required or requested file is not in the repo.' },
+  HUB_CHECKSUM: { meaning: 'A downloaded file has the wrong size or sha256.' },
+  HUB_NETWORK: { meaning: 'The endpoint is unreachable, or the connection dropped mid-download.' },
+  HUB_HTTP: { meaning: 'The hub answered another unexpected HTTP status.' },
+  HUB_PROTOCOL: { meaning: 'The hub answered something that cannot be parsed.' },
+} as const satisfies ErrorRegistry;
 
-export class HubError extends Error {
-  readonly code: HubErrorCode;
-  constructor(code: HubErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'HubError';
-    this.code = code;
-  }
-}
+export type HubErrorCode = keyof typeof HUB_ERRORS;
+
+export class HubError extends RiverrunError<HubErrorCode> {}
 
 export interface FetchProgress {
   file: string;
@@ -73,13 +70,7 @@ export interface FetchCheckpointResult {
 }
 
 /** Files a MusicGen checkpoint needs besides the weights; each is fetched only if the repo has it. */
-const OPTIONAL_FILES = [
-  'generation_config.json',
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'spiece.model',
-];
+const OPTIONAL_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'spiece.model'];
 const SINGLE_WEIGHTS = 'model.safetensors';
 const SHARD_INDEX = 'model.safetensors.index.json';
 const MANIFEST = '.riverrun-fetch.json';
@@ -251,7 +242,9 @@ async function fetchRepoInfo(ctx: Ctx): Promise<{ sha: string | undefined; sibli
   try {
     body = await res.json();
   } catch (err) {
-    throw new HubError('HUB_PROTOCOL', `${ctx.endpoint} returned invalid JSON for ${what}; is HF_ENDPOINT a Hugging Face hub?`, { cause: err });
+    throw new HubError('HUB_PROTOCOL', `${ctx.endpoint} returned invalid JSON for ${what}; is HF_ENDPOINT a Hugging Face hub?`, {
+      cause: err,
+    });
   }
   const b = body as { sha?: unknown; siblings?: unknown };
   if (!Array.isArray(b.siblings)) {
@@ -372,7 +365,10 @@ async function errorMessageOf(res: Response): Promise<string> {
 
 function parseEtag(raw: string | null | undefined): string | undefined {
   if (raw === null || raw === undefined) return undefined;
-  return raw.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  return raw
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
 }
 
 function parseSize(raw: string | null | undefined): number | undefined {
@@ -405,7 +401,8 @@ async function fetchFileMeta(ctx: Ctx, file: string): Promise<FileMeta> {
 async function fetchFile(ctx: Ctx, dir: string, file: string, manifest: Manifest): Promise<void> {
   const dest = join(dir, ...file.split('/'));
   const rel = relative(dir, dest);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new HubError('HUB_PROTOCOL', `${ctx.repo}: refusing unsafe file name "${file}"`);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel))
+    throw new HubError('HUB_PROTOCOL', `${ctx.repo}: refusing unsafe file name "${file}"`);
   const tmp = `${dest}.incomplete`;
   await mkdir(dirname(dest), { recursive: true });
 
@@ -449,11 +446,17 @@ async function fetchFile(ctx: Ctx, dir: string, file: string, manifest: Manifest
   const digest = hash.digest('hex');
   if (meta.size !== undefined && got !== meta.size) {
     await rm(tmp, { force: true });
-    throw new HubError('HUB_CHECKSUM', `${file} from ${ctx.repo}: size mismatch, expected ${meta.size} bytes, got ${got}; the partial file was deleted`);
+    throw new HubError(
+      'HUB_CHECKSUM',
+      `${file} from ${ctx.repo}: size mismatch, expected ${meta.size} bytes, got ${got}; the partial file was deleted`,
+    );
   }
   if (meta.sha256 !== undefined && digest !== meta.sha256) {
     await rm(tmp, { force: true });
-    throw new HubError('HUB_CHECKSUM', `${file} from ${ctx.repo}: sha256 mismatch, expected ${meta.sha256}, got ${digest}; the download was deleted`);
+    throw new HubError(
+      'HUB_CHECKSUM',
+      `${file} from ${ctx.repo}: sha256 mismatch, expected ${meta.sha256}, got ${digest}; the download was deleted`,
+    );
   }
   await rename(tmp, dest);
   const st = await stat(dest);
@@ -466,13 +469,7 @@ async function fetchFile(ctx: Ctx, dir: string, file: string, manifest: Manifest
  * Streams the file into `tmp`, continuing after the `start` bytes already there when the server
  * honours the Range request. Returns the sha256 state over the whole of `tmp`.
  */
-async function download(
-  ctx: Ctx,
-  file: string,
-  tmp: string,
-  start: number,
-  progress: (received: number) => void,
-): Promise<Hash> {
+async function download(ctx: Ctx, file: string, tmp: string, start: number, progress: (received: number) => void): Promise<Hash> {
   const what = `${file} from ${ctx.repo}@${ctx.revision}`;
   const range: Record<string, string> = start > 0 ? { Range: `bytes=${start}-` } : {};
   let { res } = await hubRequest(ctx, resolveUrl(ctx, file), 'GET', range, what, file, () => true);
@@ -486,7 +483,10 @@ async function download(
     ({ res } = await hubRequest(ctx, resolveUrl(ctx, file), 'GET', {}, what, file, () => true));
   } else if (start > 0 && res.status === 206) {
     await res.body?.cancel().catch(() => undefined);
-    throw new HubError('HUB_PROTOCOL', `${ctx.endpoint} answered the range request for ${what} with the wrong range (${res.headers.get('content-range')})`);
+    throw new HubError(
+      'HUB_PROTOCOL',
+      `${ctx.endpoint} answered the range request for ${what} with the wrong range (${res.headers.get('content-range')})`,
+    );
   }
   // A 200 to a range request means the server ignored the range: restart from byte 0.
   if (!append) {

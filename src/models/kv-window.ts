@@ -7,7 +7,13 @@ export class KvWindow {
   readonly values: Float32Array[];
   private readonly rowSize: number;
 
-  constructor(readonly layers: number, readonly heads: number, readonly headDim: number, readonly window: number, readonly capacity: number) {
+  constructor(
+    readonly layers: number,
+    readonly heads: number,
+    readonly headDim: number,
+    readonly window: number,
+    readonly capacity: number,
+  ) {
     this.rowSize = heads * window * headDim;
     this.keys = Array.from({ length: layers }, () => new Float32Array(capacity * this.rowSize));
     this.values = Array.from({ length: layers }, () => new Float32Array(capacity * this.rowSize));
@@ -41,7 +47,7 @@ export class KvWindow {
           if (pos < 0) continue;
           if (pos + tokens > W) throw new RangeError(`row ${start + r}: positions ${pos}..${pos + tokens} exceed the window of ${W}`);
           for (let h = 0; h < H; h++) {
-            const src = ((((l * 2 + kv) * rows + r) * H + h) * tokens) * D;
+            const src = (((l * 2 + kv) * rows + r) * H + h) * tokens * D;
             dst.set(newKv.subarray(src, src + span), (((start + r) * H + h) * W + pos) * D);
           }
         }

@@ -103,9 +103,13 @@ export class ModelBundle {
       ...(options.threads !== undefined && { intraOpNumThreads: options.threads }),
     };
     const create = async (name: GraphName, device: Device): Promise<{ session: ort.InferenceSession; device: Device }> => {
-      if (device === 'cpu') return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: ['cpu'] }), device };
+      if (device === 'cpu')
+        return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: ['cpu'] }), device };
       try {
-        return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: [device, 'cpu'] }), device };
+        return {
+          session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: [device, 'cpu'] }),
+          device,
+        };
       } catch (err) {
         log(`execution provider ${device} could not load for ${name} (${(err as Error).message.split('\n')[0]}); falling back to cpu`);
         return create(name, 'cpu');
@@ -145,10 +149,12 @@ export class ModelBundle {
     const B = rows.length;
     const ids = new BigInt64Array(B * S).fill(BigInt(this.config.textEncoder.padId));
     const mask = new BigInt64Array(B * S);
-    rows.forEach((row, b) => row.forEach((id, s) => {
-      ids[b * S + s] = BigInt(id);
-      mask[b * S + s] = 1n;
-    }));
+    rows.forEach((row, b) =>
+      row.forEach((id, s) => {
+        ids[b * S + s] = BigInt(id);
+        mask[b * S + s] = 1n;
+      }),
+    );
     const out = await this.session('text_encoder').run({
       input_ids: new ort.Tensor('int64', ids, [B, S]),
       attention_mask: new ort.Tensor('int64', mask, [B, S]),
@@ -194,7 +200,8 @@ export class ModelBundle {
   /** Audio [batch, samples] (samples a multiple of the hop) -> codes [batch, K, samples / hop]. */
   async encodeAudio(audio: Float32Array, batch: number): Promise<BigInt64Array> {
     const samples = audio.length / batch;
-    if (samples % this.config.codec.hop !== 0) throw new RangeError(`audio length ${samples} is not a multiple of the codec hop ${this.config.codec.hop}`);
+    if (samples % this.config.codec.hop !== 0)
+      throw new RangeError(`audio length ${samples} is not a multiple of the codec hop ${this.config.codec.hop}`);
     const out = await this.session('codec_encoder').run({ input_values: new ort.Tensor('float32', audio, [batch, 1, samples]) });
     return out.audio_codes!.data as BigInt64Array;
   }

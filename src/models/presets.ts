@@ -235,7 +235,8 @@ function padVocab(vocab: Array<[string, number]>, size: number): void {
   const letters = 'abcdefghijklmnopqrstuvwxyz';
   const candidates = function* (): Generator<string> {
     for (const prefix of ['\u2581', '']) for (const a of letters) for (const b of letters) yield `${prefix}${a}${b}`;
-    for (const prefix of ['\u2581', '']) for (const a of letters) for (const b of letters) for (const c of letters) yield `${prefix}${a}${b}${c}`;
+    for (const prefix of ['\u2581', ''])
+      for (const a of letters) for (const b of letters) for (const c of letters) yield `${prefix}${a}${b}${c}`;
   };
   let i = 0;
   for (const piece of candidates()) {
@@ -271,7 +272,15 @@ export interface TokenizerFiles {
 /** tokenizer.json, tokenizer_config.json and special_tokens_map.json in T5TokenizerFast's layout. */
 export function presetTokenizerFiles(preset: Preset): TokenizerFiles {
   const vocab = presetVocab(preset);
-  const added = SPECIALS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added = SPECIALS.map((content, id) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   const metaspace = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true };
   const tokenizer: Json = {
     version: '1.0',
@@ -637,7 +646,10 @@ class TensorFiller {
   private s = new Int32Array(4);
   private pos = 0;
 
-  constructor(private readonly spec: TensorSpec, seed: number) {
+  constructor(
+    private readonly spec: TensorSpec,
+    seed: number,
+  ) {
     let [mixed] = splitmix32(seed >>> 0);
     let state = (mixed ^ fnv1a(spec.stream)) | 0;
     for (let i = 0; i < 4; i++) {
@@ -678,7 +690,12 @@ class TensorFiller {
 const CHUNK_ELEMENTS = 1 << 20;
 
 /** Streams a safetensors file (same layout as writeSafetensors) whose tensors are generated on the fly. */
-function writeGeneratedSafetensors(path: string, specs: TensorSpec[], seed: number, onProgress?: (done: number, total: number) => void): void {
+function writeGeneratedSafetensors(
+  path: string,
+  specs: TensorSpec[],
+  seed: number,
+  onProgress?: (done: number, total: number) => void,
+): void {
   const sorted = [...specs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Json = { __metadata__: { format: 'pt' } };
   let offset = 0;
@@ -757,7 +774,8 @@ export function writeRandomCheckpoint(dir: string, preset: Preset, options: Writ
     if (!random) throw new Error(`${configPath}: refusing to overwrite a checkpoint that is not a Riverrun random checkpoint`);
   } else {
     for (const name of ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin']) {
-      if (existsSync(join(dir, name))) throw new Error(`${join(dir, name)}: refusing to overwrite model weights that do not belong to a Riverrun random checkpoint`);
+      if (existsSync(join(dir, name)))
+        throw new Error(`${join(dir, name)}: refusing to overwrite model weights that do not belong to a Riverrun random checkpoint`);
     }
   }
   const config = { ...presetConfig(preset), riverrun_seed: seed };

@@ -23,7 +23,12 @@ export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   private fd: number | null;
 
-  private constructor(readonly path: string, fd: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+  ) {
     this.fd = fd;
     this.tensors = tensors;
     this.metadata = metadata;
@@ -43,7 +48,11 @@ export class SafetensorsFile {
       readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
       if (headerLen > MAX_HEADER || 8 + headerLen > size) {
-        throw new CheckpointError('CHECKPOINT_CORRUPT', path, `header length ${headerLen} does not fit in a file of ${size} bytes (not a safetensors file, or truncated)`);
+        throw new CheckpointError(
+          'CHECKPOINT_CORRUPT',
+          path,
+          `header length ${headerLen} does not fit in a file of ${size} bytes (not a safetensors file, or truncated)`,
+        );
       }
       const headerBuf = Buffer.alloc(headerLen);
       readSync(fd, headerBuf, 0, headerLen, 8);
@@ -72,7 +81,11 @@ export class SafetensorsFile {
           throw new CheckpointError('CHECKPOINT_CORRUPT', path, `tensor ${name}: ${e - b} bytes for shape [${info.shape}] of ${dtype}`);
         }
         if (dataStart + e > size) {
-          throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `tensor ${name} ends at byte ${dataStart + e} but the file has ${size} bytes (incomplete download?)`);
+          throw new CheckpointError(
+            'CHECKPOINT_TRUNCATED',
+            path,
+            `tensor ${name} ends at byte ${dataStart + e} but the file has ${size} bytes (incomplete download?)`,
+          );
         }
         tensors.set(name, { dtype, shape: info.shape, begin: dataStart + b, end: dataStart + e });
       }
@@ -129,7 +142,8 @@ export class SafetensorsFile {
     const info = this.info(name);
     const bytes = this.bytes(info);
     if (info.dtype === 'I64') return new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
-    if (info.dtype === 'I32') return BigInt64Array.from(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), (v) => BigInt(v));
+    if (info.dtype === 'I32')
+      return BigInt64Array.from(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), (v) => BigInt(v));
     throw new CheckpointError('CHECKPOINT_DTYPE', this.path, `tensor ${name} is ${info.dtype}, expected an integer type`);
   }
 
@@ -168,7 +182,11 @@ export interface TensorToWrite {
 }
 
 /** Writes a safetensors file with names sorted, header padded with spaces to a multiple of 8. */
-export function writeSafetensors(path: string, tensors: Map<string, TensorToWrite>, metadata: Record<string, string> = { format: 'pt' }): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Map<string, TensorToWrite>,
+  metadata: Record<string, string> = { format: 'pt' },
+): void {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;

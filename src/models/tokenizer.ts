@@ -19,7 +19,11 @@ async function readJsonObject(path: string, what: string): Promise<Json> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CheckpointError('CHECKPOINT_MISSING_FILE', path, code === 'ENOENT' ? `is missing (${what})` : `cannot be read: ${(err as Error).message}`);
+    throw new CheckpointError(
+      'CHECKPOINT_MISSING_FILE',
+      path,
+      code === 'ENOENT' ? `is missing (${what})` : `cannot be read: ${(err as Error).message}`,
+    );
   }
   let value: unknown;
   try {
@@ -27,7 +31,8 @@ async function readJsonObject(path: string, what: string): Promise<Json> {
   } catch (err) {
     throw new CheckpointError('CHECKPOINT_CORRUPT', path, `is not valid JSON (${(err as Error).message})`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CheckpointError('CHECKPOINT_CORRUPT', path, 'is not a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new CheckpointError('CHECKPOINT_CORRUPT', path, 'is not a JSON object');
   return value as Json;
 }
 

@@ -1,10 +1,11 @@
 // A radio channel: one engine stream, encoded once, heard by many listeners. The channel keeps the
 // packets that are generated but not yet due (the engine runs ahead of real time by its lead), so a
 // listener that joins late starts at once with the audio that is playing now, with a full buffer.
-import { OPUS_PRE_SKIP } from '../stream/opus-packetizer.ts';
-import type { GenerationConfig, WeightedPrompt } from '../stream/controls.ts';
-import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
+
+import type { GenerationConfig, WeightedPrompt } from '../protocol/controls.ts';
 import type { Engine } from '../stream/engine.ts';
+import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
+import { OPUS_PRE_SKIP } from '../stream/opus-packetizer.ts';
 import type { AudioFormat, PacketSource } from './packet-source.ts';
 
 export interface ChannelSpec {
@@ -38,7 +39,11 @@ export class StreamFeed implements PacketSource {
   lastApplied: AppliedEvent | null = null;
   status: StreamStatus = { leadMs: 0, rtf: 0, underruns: 0 };
 
-  constructor(readonly id: string, channels: 1 | 2, private readonly now: () => number = () => performance.now()) {
+  constructor(
+    readonly id: string,
+    channels: 1 | 2,
+    private readonly now: () => number = () => performance.now(),
+  ) {
     this.format = { codec: 'opus', sampleRate: SAMPLE_RATE, channels, frameMs: 20, preSkip: OPUS_PRE_SKIP };
   }
 
@@ -95,7 +100,10 @@ export class StreamFeed implements PacketSource {
 }
 
 export class Channel extends StreamFeed {
-  constructor(readonly spec: ChannelSpec, now?: () => number) {
+  constructor(
+    readonly spec: ChannelSpec,
+    now?: () => number,
+  ) {
     super(spec.id, spec.channels ?? 2, now);
   }
 

@@ -4,13 +4,13 @@
 // closed; it never holds up anyone else.
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
 import type { Engine } from '../stream/engine.ts';
+import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
 import type { Channel, StreamFeed } from './channel.ts';
 import type { Role, ServerConfig } from './config.ts';
 import { errorMessage, ProtocolError, toProtocolError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
-import { encodeServerMessage, parseClientMessage, type ClientMessage, type ServerMessage, type SessionSpec } from './protocol.ts';
+import { type ClientMessage, encodeServerMessage, parseClientMessage, type ServerMessage, type SessionSpec } from './protocol.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** What connections share: the engine, channels, sessions and the server's settings. */
@@ -49,7 +49,12 @@ export class Connection {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly setupTimer: NodeJS.Timeout;
 
-  constructor(private readonly ws: WebSocket, readonly id: string, private readonly ctx: ServerContext, private readonly log: Logger) {
+  constructor(
+    private readonly ws: WebSocket,
+    readonly id: string,
+    private readonly ctx: ServerContext,
+    private readonly log: Logger,
+  ) {
     this.steering = new TokenBucket(ctx.config.limits.steeringPerSecond, ctx.config.limits.steeringBurst);
     ws.on('message', (data, isBinary) => {
       void this.onMessage(data as Buffer | ArrayBuffer | Buffer[], isBinary).catch((err: unknown) => this.fail(err));
@@ -79,7 +84,10 @@ export class Connection {
     let msg: ClientMessage;
     try {
       if (!isBinary) throw new ProtocolError('bad_message', 'text frames are not accepted; send one msgpack map per binary frame');
-      msg = parseClientMessage(data, { maxPromptChars: this.ctx.config.limits.maxPromptChars, maxPrompts: this.ctx.config.limits.maxPrompts });
+      msg = parseClientMessage(data, {
+        maxPromptChars: this.ctx.config.limits.maxPromptChars,
+        maxPrompts: this.ctx.config.limits.maxPrompts,
+      });
     } catch (err) {
       // Every error before setup_complete ends the connection.
       this.reject(this.state === 'ready' ? err : toProtocolError(err).asFatal());
@@ -129,7 +137,8 @@ export class Connection {
   private steerTarget(): string {
     if (this.session) return this.session.id;
     if (this.channel) {
-      if (this.role !== 'operator') throw new ProtocolError('forbidden', `steering channel ${this.channel.spec.id} needs an operator token`);
+      if (this.role !== 'operator')
+        throw new ProtocolError('forbidden', `steering channel ${this.channel.spec.id} needs an operator token`);
       return this.channel.streamId;
     }
     throw new ProtocolError('no_stream');
@@ -186,7 +195,13 @@ export class Connection {
     const feed = this.feed;
     if (!feed) return;
     const { leadMs, rtf, underruns } = feed.status;
-    this.send({ type: 'status', leadMs: Math.round(leadMs), rtf: Math.round(rtf * 100) / 100, underruns, ...(this.channel && !this.session && { listeners: this.channel.listenerCount }) });
+    this.send({
+      type: 'status',
+      leadMs: Math.round(leadMs),
+      rtf: Math.round(rtf * 100) / 100,
+      underruns,
+      ...(this.channel && !this.session && { listeners: this.channel.listenerCount }),
+    });
   }
 
   /**
@@ -203,7 +218,12 @@ export class Connection {
       this.behindSince ??= now;
       this.ctx.metrics.packetsSkipped.inc(packets.length);
       if (queued > limits.closeAfterBytes || now - this.behindSince > limits.closeAfterMs) {
-        this.close(new ProtocolError('slow_consumer', queued > limits.closeAfterBytes ? `${queued} bytes queued` : `no reply to pings for ${Math.round(silentMs / 1000)} s`));
+        this.close(
+          new ProtocolError(
+            'slow_consumer',
+            queued > limits.closeAfterBytes ? `${queued} bytes queued` : `no reply to pings for ${Math.round(silentMs / 1000)} s`,
+          ),
+        );
       }
       return;
     }
@@ -212,7 +232,10 @@ export class Connection {
     for (let i = 1; i <= packets.length; i++) {
       if (i === packets.length || packets[i]!.control !== packets[start]!.control) {
         const run = packets.slice(start, i);
-        this.send({ type: 'audio', seq: run[0]!.seq, pts: run[0]!.pts, packets: run.map((p) => p.data), control: run[0]!.control }, 'audio');
+        this.send(
+          { type: 'audio', seq: run[0]!.seq, pts: run[0]!.pts, packets: run.map((p) => p.data), control: run[0]!.control },
+          'audio',
+        );
         start = i;
       }
     }

@@ -53,7 +53,8 @@ export const PROTOCOL_ERRORS = {
     message: 'Malformed message: %s',
     fatal: false,
     closeCode: P.POLICY_VIOLATION,
-    meaning: 'The frame is not one msgpack map with a string `type` (not msgpack, not a map, trailing bytes, non-string keys, duplicate keys, extension types, nesting too deep, too many values, a text frame).',
+    meaning:
+      'The frame is not one msgpack map with a string `type` (not msgpack, not a map, trailing bytes, non-string keys, duplicate keys, extension types, nesting too deep, too many values, a text frame).',
   },
   unknown_type: {
     message: 'Unknown message type %s',
@@ -147,7 +148,8 @@ export const PROTOCOL_ERRORS = {
     message: 'Closing: this connection could not keep up (%s)',
     fatal: true,
     closeCode: P.POLICY_VIOLATION,
-    meaning: 'The client read too slowly and its send buffer passed the limit; the error may not arrive, the close reason says it. Reconnecting is fine.',
+    meaning:
+      'The client read too slowly and its send buffer passed the limit; the error may not arrive, the close reason says it. Reconnecting is fine.',
   },
   shutting_down: {
     message: 'The server is shutting down',

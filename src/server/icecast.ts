@@ -59,14 +59,24 @@ export function parseIcecastUrl(url: string): Target {
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new RangeError(`Icecast URL must be http: or https: (got ${u.protocol})`);
   const secure = u.protocol === 'https:';
   const mount = u.pathname + u.search;
-  if (mount === '/' || mount === '') throw new RangeError('Icecast URL has no mount point (e.g. http://source:PASSWORD@host:8000/radio.ogg)');
+  if (mount === '/' || mount === '')
+    throw new RangeError('Icecast URL has no mount point (e.g. http://source:PASSWORD@host:8000/radio.ogg)');
   if (u.password === '') throw new RangeError('Icecast URL has no source password (http://source:PASSWORD@host:port/mount)');
   const user = u.username === '' ? 'source' : decodeURIComponent(u.username);
   const password = decodeURIComponent(u.password);
   const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
   // URL keeps IPv6 hosts in brackets; net.connect wants them bare.
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  return { secure, host, port, hostHeader: u.host, mount, user, password, display: `${u.protocol}//${encodeURIComponent(user)}@${u.host}${mount}` };
+  return {
+    secure,
+    host,
+    port,
+    hostHeader: u.host,
+    mount,
+    user,
+    password,
+    display: `${u.protocol}//${encodeURIComponent(user)}@${u.host}${mount}`,
+  };
 }
 
 /** Header values: no control characters (no header injection through a channel name). */
@@ -130,7 +140,8 @@ export class IcecastSource {
     this.log = options.log ?? ((level, msg) => (level === 'warn' ? console.warn : console.log)(`[icecast] ${msg}`));
     this.initialMs = options.backoff?.initialMs ?? 1000;
     this.maxMs = options.backoff?.maxMs ?? 30_000;
-    if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs)) throw new RangeError(`backoff must have 0 < initialMs <= maxMs (got ${this.initialMs}, ${this.maxMs})`);
+    if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs))
+      throw new RangeError(`backoff must have 0 < initialMs <= maxMs (got ${this.initialMs}, ${this.maxMs})`);
     this.maxBuffered = options.maxBufferedBytes ?? 256 * 1024;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.streamTitle = options.name;
@@ -258,7 +269,11 @@ export class IcecastSource {
       resolveClosed();
       if (c.phase === 'refused') this.refused(c);
       else if (c.phase !== 'closed') {
-        const why = c.error ? c.error.message : c.phase === 'streaming' ? 'connection closed by the server' : 'connection closed before a response';
+        const why = c.error
+          ? c.error.message
+          : c.phase === 'streaming'
+            ? 'connection closed by the server'
+            : 'connection closed before a response';
         this.fail(c, `${c.phase === 'streaming' ? 'lost connection to' : 'could not connect to'} ${t.display}: ${why}`);
       }
     });
@@ -307,7 +322,12 @@ export class IcecastSource {
       .replace(/\s+/g, ' ')
       .trim();
     const status = Number(c.refusal.slice(0, 3));
-    const hint = status === 401 ? ' (check the source user and password)' : status === 403 || status === 409 ? ' (is another source on this mount?)' : '';
+    const hint =
+      status === 401
+        ? ' (check the source user and password)'
+        : status === 403 || status === 409
+          ? ' (is another source on this mount?)'
+          : '';
     this.fail(c, `${this.target.display} refused the source: ${c.refusal}${body ? `: ${body}` : ''}${hint}`);
   }
 
@@ -362,7 +382,10 @@ export class IcecastSource {
     if (c.phase !== 'streaming' || c.socket.destroyed) return false;
     if (data.length > 0) c.socket.write(data);
     if (c.socket.writableLength > this.maxBuffered) {
-      this.fail(c, `${this.target.display} is not keeping up (${c.socket.writableLength} bytes queued, limit ${this.maxBuffered}): reconnecting`);
+      this.fail(
+        c,
+        `${this.target.display} is not keeping up (${c.socket.writableLength} bytes queued, limit ${this.maxBuffered}): reconnecting`,
+      );
       return false;
     }
     return true;

@@ -1,29 +1,90 @@
 // Prometheus metrics (prom-client): the process defaults plus what an operator of a real-time audio
 // service watches: throughput, batch size, step latency, real-time factor, lead, underruns, streams,
 // listeners, bytes sent, errors by code.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly steps = new Counter({ name: 'riverrun_steps_total', help: 'Decoder steps run (each advances every stream in its batch)', registers: [this.registry] });
-  readonly batchRows = new Histogram({ name: 'riverrun_batch_rows', help: 'Decoder rows per step', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] });
-  readonly batchStreams = new Histogram({ name: 'riverrun_batch_streams', help: 'Streams advanced per step', buckets: [1, 2, 4, 8, 16, 32, 64], registers: [this.registry] });
+  readonly steps = new Counter({
+    name: 'riverrun_steps_total',
+    help: 'Decoder steps run (each advances every stream in its batch)',
+    registers: [this.registry],
+  });
+  readonly batchRows = new Histogram({
+    name: 'riverrun_batch_rows',
+    help: 'Decoder rows per step',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    registers: [this.registry],
+  });
+  readonly batchStreams = new Histogram({
+    name: 'riverrun_batch_streams',
+    help: 'Streams advanced per step',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
   readonly stepSeconds = new Histogram({
     name: 'riverrun_step_seconds',
     help: 'Wall time of one engine step (decoder, codec, sampling, packets)',
     buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
     registers: [this.registry],
   });
-  readonly decoderSeconds = new Counter({ name: 'riverrun_decoder_seconds_total', help: 'Time spent in decoder runs', registers: [this.registry] });
-  readonly codecSeconds = new Counter({ name: 'riverrun_codec_seconds_total', help: 'Time spent in codec decoder runs', registers: [this.registry] });
-  readonly realtimeFactor = new Gauge({ name: 'riverrun_realtime_factor', help: 'Audio generated per wall time, per stream (1 = just real time)', labelNames: ['stream'], registers: [this.registry] });
-  readonly leadSeconds = new Gauge({ name: 'riverrun_lead_seconds', help: 'Audio generated ahead of the listener, per stream', labelNames: ['stream'], registers: [this.registry] });
-  readonly underruns = new Gauge({ name: 'riverrun_underruns', help: 'Times a stream ran dry (cumulative per stream)', labelNames: ['stream'], registers: [this.registry] });
-  readonly streams = new Gauge({ name: 'riverrun_streams', help: 'Streams in the engine', labelNames: ['kind'], registers: [this.registry] });
-  readonly listeners = new Gauge({ name: 'riverrun_listeners', help: 'Connected listeners', labelNames: ['transport'], registers: [this.registry] });
-  readonly bytesSent = new Counter({ name: 'riverrun_bytes_sent_total', help: 'Audio and protocol bytes sent', labelNames: ['transport'], registers: [this.registry] });
-  readonly packetsSkipped = new Counter({ name: 'riverrun_packets_skipped_total', help: 'Audio packets skipped for slow consumers', registers: [this.registry] });
-  readonly errors = new Counter({ name: 'riverrun_errors_total', help: 'Protocol errors sent to clients, by code', labelNames: ['code'], registers: [this.registry] });
+  readonly decoderSeconds = new Counter({
+    name: 'riverrun_decoder_seconds_total',
+    help: 'Time spent in decoder runs',
+    registers: [this.registry],
+  });
+  readonly codecSeconds = new Counter({
+    name: 'riverrun_codec_seconds_total',
+    help: 'Time spent in codec decoder runs',
+    registers: [this.registry],
+  });
+  readonly realtimeFactor = new Gauge({
+    name: 'riverrun_realtime_factor',
+    help: 'Audio generated per wall time, per stream (1 = just real time)',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  });
+  readonly leadSeconds = new Gauge({
+    name: 'riverrun_lead_seconds',
+    help: 'Audio generated ahead of the listener, per stream',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  });
+  readonly underruns = new Gauge({
+    name: 'riverrun_underruns',
+    help: 'Times a stream ran dry (cumulative per stream)',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  });
+  readonly streams = new Gauge({
+    name: 'riverrun_streams',
+    help: 'Streams in the engine',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  readonly listeners = new Gauge({
+    name: 'riverrun_listeners',
+    help: 'Connected listeners',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+  readonly bytesSent = new Counter({
+    name: 'riverrun_bytes_sent_total',
+    help: 'Audio and protocol bytes sent',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+  readonly packetsSkipped = new Counter({
+    name: 'riverrun_packets_skipped_total',
+    help: 'Audio packets skipped for slow consumers',
+    registers: [this.registry],
+  });
+  readonly errors = new Counter({
+    name: 'riverrun_errors_total',
+    help: 'Protocol errors sent to clients, by code',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

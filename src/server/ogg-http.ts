@@ -8,8 +8,8 @@
 // nothing, as each response is written on its own and nothing waits for a slow one. On shutdown the
 // server ends every response cleanly with an EOS page (handle.end() or OggStreams.endAll()).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import type { OggMuxerStats } from '../stream/ogg-muxer.ts';
+import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import type { PacketSource } from './packet-source.ts';
 
 /**
@@ -67,7 +67,12 @@ const DEFAULT_END_TIMEOUT_MS = 2000;
  * Serves `source` as a live Ogg Opus stream on `res` (GET), or only the response headers (HEAD); other
  * methods get 405. No Content-Length: the body is chunked (HTTP/1.1) or close-delimited (HTTP/1.0).
  */
-export function serveOggStream(req: IncomingMessage, res: ServerResponse, source: PacketSource, options: OggStreamOptions): OggStreamHandle {
+export function serveOggStream(
+  req: IncomingMessage,
+  res: ServerResponse,
+  source: PacketSource,
+  options: OggStreamOptions,
+): OggStreamHandle {
   const { maxBufferedBytes } = options;
   if (!(maxBufferedBytes > 0)) throw new RangeError(`maxBufferedBytes must be > 0 (got ${maxBufferedBytes})`);
   const maxPageDelayMs = options.maxPageDelayMs ?? DEFAULT_MAX_PAGE_DELAY_MS;

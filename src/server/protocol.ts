@@ -10,8 +10,8 @@
 // maxPayload. msgpackr then decodes maps as Map objects, so a `__proto__` key is an ordinary key (reported
 // as an unknown field) and never touches a prototype; the parsed messages are built field by field.
 import { Packr, Unpackr } from 'msgpackr';
-import { PLAYBACK_ACTIONS, type GenerationConfig, type PlaybackAction, type WeightedPrompt } from '../stream/controls.ts';
-import { ProtocolError, type ErrorMessage } from './errors.ts';
+import { type GenerationConfig, PLAYBACK_ACTIONS, type PlaybackAction, type WeightedPrompt } from '../protocol/controls.ts';
+import { type ErrorMessage, ProtocolError } from './errors.ts';
 import type { AudioFormat } from './packet-source.ts';
 
 export type { ErrorMessage } from './errors.ts';
@@ -201,9 +201,24 @@ export interface CodesMessage {
   codes: number[];
 }
 
-export type ServerMessage = SetupCompleteMessage | AudioMessage | AppliedMessage | StatusMessage | ErrorMessage | PongMessage | CodesMessage;
+export type ServerMessage =
+  | SetupCompleteMessage
+  | AudioMessage
+  | AppliedMessage
+  | StatusMessage
+  | ErrorMessage
+  | PongMessage
+  | CodesMessage;
 export type ServerMessageType = ServerMessage['type'];
-export const SERVER_MESSAGE_TYPES: readonly ServerMessageType[] = ['setup_complete', 'audio', 'applied', 'status', 'error', 'pong', 'codes'];
+export const SERVER_MESSAGE_TYPES: readonly ServerMessageType[] = [
+  'setup_complete',
+  'audio',
+  'applied',
+  'status',
+  'error',
+  'pong',
+  'codes',
+];
 
 // ---------------------------------------------------------------------------------------------------
 // Frame check: the bytes of one client frame, before msgpackr decodes them
@@ -228,23 +243,48 @@ function header(t: number, uint: (bytes: number) => number): [ValueKind, number]
   if (t <= 0x9f) return ['array', t & 0x0f];
   if (t <= 0xbf) return ['str', t & 0x1f];
   switch (t) {
-    case 0xc0: case 0xc2: case 0xc3: return ['bytes', 0]; // nil, false, true
-    case 0xc1: throw bad('the never-used byte 0xc1');
-    case 0xc4: return ['bytes', uint(1)]; // bin 8/16/32
-    case 0xc5: return ['bytes', uint(2)];
-    case 0xc6: return ['bytes', uint(4)];
-    case 0xcc: case 0xd0: return ['bytes', 1]; // uint 8, int 8
-    case 0xcd: case 0xd1: return ['bytes', 2];
-    case 0xca: case 0xce: case 0xd2: return ['bytes', 4]; // float 32, uint 32, int 32
-    case 0xcb: case 0xcf: case 0xd3: return ['bytes', 8]; // float 64, uint 64, int 64
-    case 0xd9: return ['str', uint(1)];
-    case 0xda: return ['str', uint(2)];
-    case 0xdb: return ['str', uint(4)];
-    case 0xdc: return ['array', uint(2)];
-    case 0xdd: return ['array', uint(4)];
-    case 0xde: return ['map', uint(2)];
-    case 0xdf: return ['map', uint(4)];
-    default: throw bad('msgpack extension types are not accepted'); // 0xc7-0xc9, 0xd4-0xd8
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      return ['bytes', 0]; // nil, false, true
+    case 0xc1:
+      throw bad('the never-used byte 0xc1');
+    case 0xc4:
+      return ['bytes', uint(1)]; // bin 8/16/32
+    case 0xc5:
+      return ['bytes', uint(2)];
+    case 0xc6:
+      return ['bytes', uint(4)];
+    case 0xcc:
+    case 0xd0:
+      return ['bytes', 1]; // uint 8, int 8
+    case 0xcd:
+    case 0xd1:
+      return ['bytes', 2];
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+      return ['bytes', 4]; // float 32, uint 32, int 32
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+      return ['bytes', 8]; // float 64, uint 64, int 64
+    case 0xd9:
+      return ['str', uint(1)];
+    case 0xda:
+      return ['str', uint(2)];
+    case 0xdb:
+      return ['str', uint(4)];
+    case 0xdc:
+      return ['array', uint(2)];
+    case 0xdd:
+      return ['array', uint(4)];
+    case 0xde:
+      return ['map', uint(2)];
+    case 0xdf:
+      return ['map', uint(4)];
+    default:
+      throw bad('msgpack extension types are not accepted'); // 0xc7-0xc9, 0xd4-0xd8
   }
 }
 
@@ -436,7 +476,8 @@ function parseConfig(v: unknown, path: string, messageType: string): Partial<Gen
 /** JSON objects as the Maps msgpack decoding gives, so that configuration files share the validation. */
 function jsonToFields(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(jsonToFields);
-  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) return new Map(Object.entries(v).map(([k, x]) => [k, jsonToFields(x)]));
+  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array))
+    return new Map(Object.entries(v).map(([k, x]) => [k, jsonToFields(x)]));
   return v;
 }
 
@@ -444,8 +485,15 @@ function jsonToFields(v: unknown): unknown {
  * Checks the prompts and config of a configured stream (a channel in a channels file) with the rules
  * of protocol v1; throws a ProtocolError naming the field at `path`.
  */
-export function parseStreamControls(prompts: unknown, config: unknown, path: string, limits: ProtocolLimits = DEFAULT_PROTOCOL_LIMITS): { prompts: WeightedPrompt[]; config?: Partial<GenerationConfig> } {
-  const out: { prompts: WeightedPrompt[]; config?: Partial<GenerationConfig> } = { prompts: parsePrompts(jsonToFields(prompts), `${path}.prompts`, 'channel', limits) };
+export function parseStreamControls(
+  prompts: unknown,
+  config: unknown,
+  path: string,
+  limits: ProtocolLimits = DEFAULT_PROTOCOL_LIMITS,
+): { prompts: WeightedPrompt[]; config?: Partial<GenerationConfig> } {
+  const out: { prompts: WeightedPrompt[]; config?: Partial<GenerationConfig> } = {
+    prompts: parsePrompts(jsonToFields(prompts), `${path}.prompts`, 'channel', limits),
+  };
   if (config !== undefined && config !== null) out.config = parseConfig(jsonToFields(config), `${path}.config`, 'channel');
   return out;
 }
@@ -457,7 +505,8 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
   const listen = get(m, 'listen');
   if (listen !== undefined) {
     if (typeof listen !== 'string') throw invalid('listen', `must be a channel id (string), got ${describe(listen)}`);
-    if (!CHANNEL_ID_PATTERN.test(listen)) throw invalid('listen', `${quote(listen)} is not a channel id (1-64 of a-z 0-9 _ -, starting with a letter or digit)`);
+    if (!CHANNEL_ID_PATTERN.test(listen))
+      throw invalid('listen', `${quote(listen)} is not a channel id (1-64 of a-z 0-9 _ -, starting with a letter or digit)`);
     msg.listen = listen;
   }
   const session = get(m, 'session');
@@ -472,7 +521,8 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
     if (config !== undefined) spec.config = parseConfig(config, 'session.config', 'setup');
     const audio = get(s, 'audio');
     if (audio !== undefined) {
-      if (!(audio instanceof Uint8Array) || audio.byteLength === 0) throw invalid('session.audio', `must be the bytes of a WAV or Ogg Opus file, got ${describe(audio)}`);
+      if (!(audio instanceof Uint8Array) || audio.byteLength === 0)
+        throw invalid('session.audio', `must be the bytes of a WAV or Ogg Opus file, got ${describe(audio)}`);
       spec.audio = audio;
     }
     const tapCodes = get(s, 'tapCodes');

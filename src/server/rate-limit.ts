@@ -3,7 +3,11 @@ export class TokenBucket {
   private tokens: number;
   private last: number;
 
-  constructor(private readonly rate: number, private readonly burst: number, private readonly now: () => number = () => performance.now()) {
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
     this.tokens = burst;
     this.last = now();
   }

@@ -8,17 +8,17 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { Checkpoint } from '../models/checkpoint.ts';
 import { defaultModelDir } from '../models/default-model.ts';
-import { PACKET_MS } from '../stream/engine-core.ts';
+import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
 import { Engine } from '../stream/engine.ts';
+import { keepFramesFor, PACKET_MS } from '../stream/engine-core.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
 import { Connection, type ServerContext } from './connection.ts';
-import type { SessionSpec } from './protocol.ts';
-import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
 import { ProtocolError } from './errors.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
 import { OggStreams } from './ogg-http.ts';
+import type { SessionSpec } from './protocol.ts';
 import { serveStatic } from './static-files.ts';
 
 const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
@@ -52,7 +52,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     device: config.device,
     threads: config.threads,
     cacheDir,
-    engine: { leadTargetMs: config.leadMs, windowFrames, keepFrames: Math.floor(windowFrames * 0.4), bitrate: config.bitrate },
+    engine: { leadTargetMs: config.leadMs, windowFrames, keepFrames: keepFramesFor(windowFrames), bitrate: config.bitrate },
     log: (m) => log.info(m),
   });
   log.info({ model: engine.model }, 'model loaded');
@@ -87,11 +87,14 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     channels,
     shuttingDown: false,
     async openSession(id: string, spec: SessionSpec): Promise<StreamFeed> {
-      if (sessions.size >= config.limits.maxSessions) throw new ProtocolError('busy', `all ${config.limits.maxSessions} personal sessions are in use`);
+      if (sessions.size >= config.limits.maxSessions)
+        throw new ProtocolError('busy', `all ${config.limits.maxSessions} personal sessions are in use`);
       let audioPrompt: Float32Array | undefined;
       if (spec.audio) {
         try {
-          audioPrompt = await decodeToMono(spec.audio, model.codec.samplingRate, { maxSeconds: Math.min(AUDIO_PROMPT_MAX_SECONDS, (windowFrames * 0.5) / frameRate) });
+          audioPrompt = await decodeToMono(spec.audio, model.codec.samplingRate, {
+            maxSeconds: Math.min(AUDIO_PROMPT_MAX_SECONDS, (windowFrames * 0.5) / frameRate),
+          });
         } catch (err) {
           if (err instanceof AudioFileError) throw new ProtocolError('invalid_field', 'session.audio', err.message);
           throw err;
@@ -102,7 +105,13 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       feeds.set(id, feed);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       try {
-        await engine.createStream(id, { prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS, config: spec.config, channels: 2, audioPrompt, tapCodes: spec.tapCodes ?? false });
+        await engine.createStream(id, {
+          prompts: spec.prompts ?? DEFAULT_SESSION_PROMPTS,
+          config: spec.config,
+          channels: 2,
+          audioPrompt,
+          tapCodes: spec.tapCodes ?? false,
+        });
       } catch (err) {
         ctx.closeSession(id);
         throw err;
@@ -124,7 +133,12 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     feeds.set(channel.streamId, channel);
     await channel.start(engine);
     if (spec.icecast) {
-      const ice = new IcecastSource({ url: spec.icecast, source: channel, name: spec.name, log: (level, msg) => log[level]({ channel: spec.id }, msg) });
+      const ice = new IcecastSource({
+        url: spec.icecast,
+        source: channel,
+        name: spec.name,
+        log: (level, msg) => log[level]({ channel: spec.id }, msg),
+      });
       ice.start();
       icecasts.push(ice);
     }
@@ -167,7 +181,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       return;
     }
     if (path === '/readyz') {
-      res.writeHead(ready && !ctx.shuttingDown ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ready && !ctx.shuttingDown ? 'ready\n' : 'not ready\n');
+      res
+        .writeHead(ready && !ctx.shuttingDown ? 200 : 503, { 'Content-Type': 'text/plain' })
+        .end(ready && !ctx.shuttingDown ? 'ready\n' : 'not ready\n');
       return;
     }
     if (path === '/metrics') {
@@ -175,7 +191,12 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       return;
     }
     if (path === '/v1/channels') {
-      const list = [...channels.values()].map((c) => ({ id: c.spec.id, name: c.spec.name, listeners: c.listenerCount, ogg: `/v1/channels/${c.spec.id}.ogg` }));
+      const list = [...channels.values()].map((c) => ({
+        id: c.spec.id,
+        name: c.spec.name,
+        listeners: c.listenerCount,
+        ogg: `/v1/channels/${c.spec.id}.ogg`,
+      }));
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ channels: list, model: engine.model }));
       return;
     }
@@ -205,13 +226,15 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     };
     if (path !== '/v1/ws') return refuse(404, 'Not Found');
     const origin = req.headers.origin;
-    if (config.allowedOrigins.length > 0 && origin !== undefined && !config.allowedOrigins.includes(origin)) return refuse(403, 'Forbidden');
+    if (config.allowedOrigins.length > 0 && origin !== undefined && !config.allowedOrigins.includes(origin))
+      return refuse(403, 'Forbidden');
     wss.handleUpgrade(req, socket, head, (ws) => {
       const id = randomUUID();
       const connLog = log.child({ conn: id });
       const conn = new Connection(ws, id, ctx, connLog);
       if (ctx.shuttingDown) return conn.close(new ProtocolError('shutting_down'));
-      if (connections.size >= config.limits.maxListeners) return conn.close(new ProtocolError('busy', `the server has ${config.limits.maxListeners} connections`));
+      if (connections.size >= config.limits.maxListeners)
+        return conn.close(new ProtocolError('busy', `the server has ${config.limits.maxListeners} connections`));
       connections.add(conn);
       ws.on('close', () => connections.delete(conn));
     });
@@ -223,7 +246,10 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   });
   const port = (http.address() as AddressInfo).port;
   ready = true;
-  log.info({ port, channels: [...channels.keys()], packetMs: PACKET_MS }, `Riverrun listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/`);
+  log.info(
+    { port, channels: [...channels.keys()], packetMs: PACKET_MS },
+    `Riverrun listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/`,
+  );
 
   let closing: Promise<void> | null = null;
   return {
@@ -248,4 +274,3 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     },
   };
 }
-

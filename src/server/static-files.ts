@@ -51,6 +51,8 @@ export function serveStatic(root: string, req: IncomingMessage, res: ServerRespo
     res.end();
     return true;
   }
-  createReadStream(file).on('error', () => res.destroy()).pipe(res);
+  createReadStream(file)
+    .on('error', () => res.destroy())
+    .pipe(res);
   return true;
 }

@@ -1,19 +1,19 @@
 // Decoding of uploaded audio prompts: WAV (PCM / float) and Ogg Opus. Everything else is refused with a
 // stable error code.
 import { OggOpusDecoder } from 'ogg-opus-decoder';
+import { type ErrorRegistry, RiverrunError } from '../errors.ts';
 import { resample } from './resampler.ts';
 import { decodeWav } from './wav.ts';
 
-export type AudioFileErrorCode = 'AUDIO_UNSUPPORTED' | 'AUDIO_CORRUPT' | 'AUDIO_TOO_LONG';
+export const AUDIO_FILE_ERRORS = {
+  AUDIO_UNSUPPORTED: { meaning: 'The audio is not WAV (PCM or float) or Ogg Opus.' },
+  AUDIO_CORRUPT: { meaning: 'The audio file is truncated or its header is inconsistent.' },
+  AUDIO_TOO_LONG: { meaning: 'The audio is longer than the limit for a prompt.' },
+} as const satisfies ErrorRegistry;
 
-export class AudioFileError extends Error {
-  readonly code: AudioFileErrorCode;
-  constructor(code: AudioFileErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'AudioFileError';
-    this.code = code;
-  }
-}
+export type AudioFileErrorCode = keyof typeof AUDIO_FILE_ERRORS;
+
+export class AudioFileError extends RiverrunError<AudioFileErrorCode> {}
 
 export interface DecodedAudio {
   sampleRate: number;
@@ -81,7 +81,8 @@ function decodeWavFile(bytes: Uint8Array, options: DecodeAudioOptions): DecodedA
     throw new AudioFileError(code, `WAV: ${message}`, { cause: err });
   }
   const { sampleRate, channels } = wav;
-  if (!Number.isInteger(channels) || channels < 1 || channels > MAX_CHANNELS) throw new AudioFileError('AUDIO_CORRUPT', `WAV: bad channel count ${channels}`);
+  if (!Number.isInteger(channels) || channels < 1 || channels > MAX_CHANNELS)
+    throw new AudioFileError('AUDIO_CORRUPT', `WAV: bad channel count ${channels}`);
   if (sampleRate < MIN_RATE || sampleRate > MAX_RATE) throw new AudioFileError('AUDIO_CORRUPT', `WAV: bad sample rate ${sampleRate}`);
   // A truncated file can end mid-frame: keep whole frames only.
   const frames = Math.floor(wav.samples.length / channels);

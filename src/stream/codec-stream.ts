@@ -36,6 +36,8 @@
 // Frame history is bounded: frames older than the next window's start are dropped. Frames pushed but not
 // yet decoded are kept until decoded (the caller is expected to call decodeNext() whenever ready()).
 
+import { type ErrorRegistry, RiverrunError } from '../errors.ts';
+
 /** Decodes codes [K, frames] (codebook-major, one batch row) to frames * hop samples. */
 export type CodecDecodeFn = (codes: BigInt64Array, frames: number) => Promise<Float32Array>;
 
@@ -88,14 +90,17 @@ export interface CodecStreamStats {
   resets: number;
 }
 
-export type CodecStreamErrorCode = 'CODEC_STREAM_OPTIONS' | 'CODEC_STREAM_FRAME' | 'CODEC_STREAM_BUSY' | 'CODEC_STREAM_ENDED' | 'CODEC_STREAM_DECODE';
+export const CODEC_STREAM_ERRORS = {
+  CODEC_STREAM_OPTIONS: { meaning: 'CodecStream options are out of range or inconsistent with each other.' },
+  CODEC_STREAM_FRAME: { meaning: 'A pushed frame has the wrong number of codes, or a code that is not a non-negative integer.' },
+  CODEC_STREAM_BUSY: { meaning: 'decodeNext()/flush() was called while another decode was in flight.' },
+  CODEC_STREAM_ENDED: { meaning: 'A frame was pushed after flush().' },
+  CODEC_STREAM_DECODE: { meaning: 'The codec decoder returned the wrong number of samples.' },
+} as const satisfies ErrorRegistry;
 
-export class CodecStreamError extends Error {
-  constructor(readonly code: CodecStreamErrorCode, message: string) {
-    super(message);
-    this.name = 'CodecStreamError';
-  }
-}
+export type CodecStreamErrorCode = keyof typeof CODEC_STREAM_ERRORS;
+
+export class CodecStreamError extends RiverrunError<CodecStreamErrorCode> {}
 
 /** What CodecStream.forModel needs of a ModelBundle. */
 export interface CodecModel {
@@ -124,13 +129,21 @@ export class CodecStream {
   private tail: Float32Array | null = null;
   private busy = false;
   private ended = false;
-  private readonly counters: CodecStreamStats = { framesPushed: 0, framesEmitted: 0, framesDecoded: 0, decodeCalls: 0, samplesEmitted: 0, resets: 0 };
+  private readonly counters: CodecStreamStats = {
+    framesPushed: 0,
+    framesEmitted: 0,
+    framesDecoded: 0,
+    decodeCalls: 0,
+    samplesEmitted: 0,
+    resets: 0,
+  };
 
   constructor(decode: CodecDecodeFn, options: CodecStreamOptions) {
     const { codebooks, hop, chunkFrames, leftContextFrames, lookaheadFrames } = options;
     const crossfadeSamples = options.crossfadeSamples ?? 0;
     const int = (name: string, v: number, min: number) => {
-      if (!Number.isInteger(v) || v < min) throw new CodecStreamError('CODEC_STREAM_OPTIONS', `${name} must be an integer >= ${min}, got ${v}`);
+      if (!Number.isInteger(v) || v < min)
+        throw new CodecStreamError('CODEC_STREAM_OPTIONS', `${name} must be an integer >= ${min}, got ${v}`);
     };
     int('codebooks', codebooks, 1);
     int('hop', hop, 1);
@@ -139,10 +152,16 @@ export class CodecStream {
     int('lookaheadFrames', lookaheadFrames, 0);
     int('crossfadeSamples', crossfadeSamples, 0);
     if (crossfadeSamples > lookaheadFrames * hop) {
-      throw new CodecStreamError('CODEC_STREAM_OPTIONS', `crossfadeSamples ${crossfadeSamples} needs lookahead audio: at most lookaheadFrames * hop = ${lookaheadFrames * hop}`);
+      throw new CodecStreamError(
+        'CODEC_STREAM_OPTIONS',
+        `crossfadeSamples ${crossfadeSamples} needs lookahead audio: at most lookaheadFrames * hop = ${lookaheadFrames * hop}`,
+      );
     }
     if (crossfadeSamples > chunkFrames * hop) {
-      throw new CodecStreamError('CODEC_STREAM_OPTIONS', `crossfadeSamples ${crossfadeSamples} is longer than a chunk (${chunkFrames * hop} samples)`);
+      throw new CodecStreamError(
+        'CODEC_STREAM_OPTIONS',
+        `crossfadeSamples ${crossfadeSamples} is longer than a chunk (${chunkFrames * hop} samples)`,
+      );
     }
     this.decode = decode;
     this.codebooks = codebooks;
@@ -190,12 +209,14 @@ export class CodecStream {
 
   /** Appends the K codes of the next frame. */
   push(frame: ArrayLike<number>): void {
-    if (this.ended) throw new CodecStreamError('CODEC_STREAM_ENDED', 'push after flush(): the stream has ended (make a new CodecStream for a new one)');
+    if (this.ended)
+      throw new CodecStreamError('CODEC_STREAM_ENDED', 'push after flush(): the stream has ended (make a new CodecStream for a new one)');
     const K = this.codebooks;
     if (frame.length !== K) throw new CodecStreamError('CODEC_STREAM_FRAME', `a frame has ${K} codes, got ${frame.length}`);
     for (let k = 0; k < K; k++) {
       const c = frame[k]!;
-      if (!Number.isInteger(c) || c < 0 || c > 0x7fffffff) throw new CodecStreamError('CODEC_STREAM_FRAME', `code ${c} of codebook ${k} is not a non-negative integer`);
+      if (!Number.isInteger(c) || c < 0 || c > 0x7fffffff)
+        throw new CodecStreamError('CODEC_STREAM_FRAME', `code ${c} of codebook ${k} is not a non-negative integer`);
     }
     let held = this.total - this.base;
     if ((held + 1) * K > this.store.length) {
@@ -234,7 +255,8 @@ export class CodecStream {
     return this.guard(async () => {
       const parts: Float32Array[] = [];
       // Anything the caller left undecoded goes in chunks, so that one flush never decodes an unbounded window.
-      while (this.total - this.emitted >= this.chunkFrames + this.lookaheadFrames) parts.push(await this.emit(this.chunkFrames, this.lookaheadFrames));
+      while (this.total - this.emitted >= this.chunkFrames + this.lookaheadFrames)
+        parts.push(await this.emit(this.chunkFrames, this.lookaheadFrames));
       const rest = this.total - this.emitted;
       if (rest > 0) parts.push(await this.emit(rest, 0));
       this.ended = true;
@@ -285,7 +307,8 @@ export class CodecStream {
       for (let k = 0; k < K; k++) codes[k * n + t] = BigInt(this.store[at + k]!);
     }
     const audio = await this.decode(codes, n);
-    if (audio.length !== n * hop) throw new CodecStreamError('CODEC_STREAM_DECODE', `decoder returned ${audio.length} samples for ${n} frames, expected ${n * hop}`);
+    if (audio.length !== n * hop)
+      throw new CodecStreamError('CODEC_STREAM_DECODE', `decoder returned ${audio.length} samples for ${n} frames, expected ${n * hop}`);
     const from = (this.emitted - start) * hop;
     const to = from + frames * hop;
     const out = audio.slice(from, to);

@@ -2,12 +2,13 @@
 // worker; tests drive it in-process). One decoder run per step advances every stream that needs audio:
 // their rows form one contiguous range of the row pool.
 import type { ModelBundle } from '../models/model-bundle.ts';
-import { CodecStream, DEFAULT_CODEC_STREAM, type CodecStreamOptions } from './codec-stream.ts';
-import { completeConfig, type GenerationConfig, type PlaybackAction, type WeightedPrompt } from './controls.ts';
-import { OpusPacketizer, type OpusPacket } from './opus-packetizer.ts';
+import { completeConfig, type GenerationConfig, type PlaybackAction, type WeightedPrompt } from '../protocol/controls.ts';
+import { CodecStream, type CodecStreamOptions, DEFAULT_CODEC_STREAM } from './codec-stream.ts';
+import { EngineError } from './engine-errors.ts';
+import { type OpusPacket, OpusPacketizer } from './opus-packetizer.ts';
 import { Resampler } from './resampler.ts';
 import { Rng } from './rng.ts';
-import { RowPool, type PromptEncoding } from './row-pool.ts';
+import { type PromptEncoding, RowPool } from './row-pool.ts';
 import { guide, sample } from './sampler.ts';
 import { Stream } from './stream.ts';
 import { TokenHistory } from './token-history.ts';
@@ -33,13 +34,17 @@ export interface EngineOptions {
   now: () => number;
 }
 
+/** Frames kept when a full window slides: audiocraft keeps 12 s of a 30 s window when it extends a generation. */
+export function keepFramesFor(windowFrames: number): number {
+  return Math.floor(windowFrames * 0.4);
+}
+
 export function defaultEngineOptions(model: ModelBundle): EngineOptions {
   const window = Math.min(model.config.decoder.maxPositions, 1500);
   return {
     leadTargetMs: 1500,
     windowFrames: window,
-    // audiocraft keeps 12 s of a 30 s window when it extends a generation.
-    keepFrames: Math.floor(window * 0.4),
+    keepFrames: keepFramesFor(window),
     maxBatchRows: 64,
     maxTextTokens: 64,
     codec: DEFAULT_CODEC_STREAM,
@@ -106,16 +111,29 @@ export class EngineCore {
   private readonly hop: number;
   private readonly frameRate: number;
 
-  constructor(readonly model: ModelBundle, private readonly text: TextEncoderService, readonly options: EngineOptions, private readonly sink: EngineSink) {
+  constructor(
+    readonly model: ModelBundle,
+    private readonly text: TextEncoderService,
+    readonly options: EngineOptions,
+    private readonly sink: EngineSink,
+  ) {
     const d = model.config.decoder;
     this.K = d.numCodebooks;
     this.V = d.vocabSize;
     this.pad = d.padId;
     this.hop = model.config.codec.hop;
     this.frameRate = model.config.codec.samplingRate / this.hop;
-    if (options.windowFrames > d.maxPositions) throw new RangeError(`windowFrames ${options.windowFrames} exceeds the model's ${d.maxPositions} positions`);
-    if (options.keepFrames < this.K || options.keepFrames >= options.windowFrames) throw new RangeError(`keepFrames must be in [${this.K}, windowFrames)`);
-    this.pool = new RowPool({ layers: d.numLayers, heads: d.numHeads, headDim: d.hidden / d.numHeads, window: options.windowFrames, textTokens: options.maxTextTokens });
+    if (options.windowFrames > d.maxPositions)
+      throw new RangeError(`windowFrames ${options.windowFrames} exceeds the model's ${d.maxPositions} positions`);
+    if (options.keepFrames < this.K || options.keepFrames >= options.windowFrames)
+      throw new RangeError(`keepFrames must be in [${this.K}, windowFrames)`);
+    this.pool = new RowPool({
+      layers: d.numLayers,
+      heads: d.numHeads,
+      headDim: d.hidden / d.numHeads,
+      window: options.windowFrames,
+      textTokens: options.maxTextTokens,
+    });
   }
 
   get streamCount(): number {
@@ -135,10 +153,27 @@ export class EngineCore {
     if (this.byId.has(id)) throw new Error(`stream ${id} exists`);
     const config = completeConfig(spec.config);
     const encodings = await this.encodeAll(spec.prompts.map((p) => p.text));
-    const codec = new CodecStream((codes, frames) => this.model.decodeAudio(codes, 1, frames), { ...this.options.codec, codebooks: this.K, hop: this.hop });
-    const stream = new Stream(id, spec.prompts, config, this.K, this.pad, codec,
-      new Resampler(this.model.config.codec.samplingRate, OUTPUT_RATE), new OpusPacketizer({ channels: spec.channels ?? 1, bitrate: this.options.bitrate }), spec.tapCodes ?? false);
-    stream.mix.retarget(spec.prompts.map((p) => ({ ...p, encoding: encodings.get(p.text)! })), 0, true);
+    const codec = new CodecStream((codes, frames) => this.model.decodeAudio(codes, 1, frames), {
+      ...this.options.codec,
+      codebooks: this.K,
+      hop: this.hop,
+    });
+    const stream = new Stream(
+      id,
+      spec.prompts,
+      config,
+      this.K,
+      this.pad,
+      codec,
+      new Resampler(this.model.config.codec.samplingRate, OUTPUT_RATE),
+      new OpusPacketizer({ channels: spec.channels ?? 1, bitrate: this.options.bitrate }),
+      spec.tapCodes ?? false,
+    );
+    stream.mix.retarget(
+      spec.prompts.map((p) => ({ ...p, encoding: encodings.get(p.text)! })),
+      0,
+      true,
+    );
     stream.mix.advance();
     if (spec.audioPrompt) {
       const frames = await this.encodeAudioPrompt(spec.audioPrompt);
@@ -173,7 +208,7 @@ export class EngineCore {
         },
         (err: Error) => {
           s.pending = s.pending.filter((p) => p !== pending);
-          this.sink.error(id, 'prompt_encoding_failed', `could not encode prompt ${JSON.stringify(text.slice(0, 80))}: ${err.message}`);
+          this.sink.error(id, 'ENGINE_PROMPT_ENCODING', `could not encode prompt ${JSON.stringify(text.slice(0, 80))}: ${err.message}`);
         },
       );
     }
@@ -298,7 +333,16 @@ export class EngineCore {
       }
     }
     const t0 = performance.now();
-    const out = await this.model.decode({ rows: R, tokens: 1, ids, positions, pastLength, window: this.options.windowFrames, textTokens: this.options.maxTextTokens, ...this.pool.views(first, R) });
+    const out = await this.model.decode({
+      rows: R,
+      tokens: 1,
+      ids,
+      positions,
+      pastLength,
+      window: this.options.windowFrames,
+      textTokens: this.options.maxTextTokens,
+      ...this.pool.views(first, R),
+    });
     decoderMs += performance.now() - t0;
 
     this.pool.kv.write(out.newKv, first, R, 1, writeAt);
@@ -321,7 +365,7 @@ export class EngineCore {
 
   private get(id: string): Stream {
     const s = this.byId.get(id);
-    if (!s) throw Object.assign(new Error(`no stream ${id}`), { code: 'unknown_stream' });
+    if (!s) throw new EngineError('ENGINE_UNKNOWN_STREAM', `no stream ${id}`);
     return s;
   }
 
@@ -370,7 +414,11 @@ export class EngineCore {
         s.prompts = c.prompts;
         const frames = Math.round(c.transitionMs / PACKET_MS);
         const before = s.mix.prompts.map((p) => p.text).join('\0');
-        s.mix.retarget(c.prompts.map((p) => ({ ...p, encoding: c.encodings.get(p.text)! })), frames, frames === 0);
+        s.mix.retarget(
+          c.prompts.map((p) => ({ ...p, encoding: c.encodings.get(p.text)! })),
+          frames,
+          frames === 0,
+        );
         if (s.mix.prompts.map((p) => p.text).join('\0') !== before) this.layoutDirty = true;
       }
       if (c.config) {
@@ -435,8 +483,14 @@ export class EngineCore {
     const positions = BigInt64Array.from({ length: R * T }, (_, i) => BigInt(i % T));
     const t0 = performance.now();
     const out = await this.model.decode({
-      rows: R, tokens: T, ids, positions, pastLength: new BigInt64Array(R), window: this.options.windowFrames,
-      textTokens: this.options.maxTextTokens, ...this.pool.views(start, R),
+      rows: R,
+      tokens: T,
+      ids,
+      positions,
+      pastLength: new BigInt64Array(R),
+      window: this.options.windowFrames,
+      textTokens: this.options.maxTextTokens,
+      ...this.pool.views(start, R),
     });
     this.pool.kv.write(out.newKv, start, R, T, new Array<number>(R).fill(0));
     return performance.now() - t0;

@@ -1,7 +1,8 @@
 // Messages between the main thread (Engine) and the engine worker. Buffers travel as transfers.
-import type { Device } from '../models/model-bundle.ts';
+
 import type { Precision } from '../models/graphs/linear.ts';
-import type { GenerationConfig, PlaybackAction, WeightedPrompt } from './controls.ts';
+import type { Device } from '../models/model-bundle.ts';
+import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../protocol/controls.ts';
 import type { AppliedEvent, EngineOptions, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
 
 export interface WorkerModelOptions {

@@ -3,7 +3,7 @@
 // a worker: the main thread only moves small messages and packets.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelBundle } from '../models/model-bundle.ts';
-import { EngineCore, defaultEngineOptions } from './engine-core.ts';
+import { defaultEngineOptions, EngineCore } from './engine-core.ts';
 import type { EngineEvent, EngineRequest, EngineWorkerData } from './engine-protocol.ts';
 import type { PromptEncoding } from './row-pool.ts';
 import { CachedTextEncoder } from './text-encoder.ts';
@@ -50,19 +50,35 @@ let core: EngineCore;
 let text: TextEncoderWorker;
 let model: ModelBundle;
 try {
-  model = await ModelBundle.load(data.modelDir, { precision: data.precision, device: data.device, threads: data.threads, cacheDir: data.cacheDir, log: (message) => post({ type: 'log', message }) });
+  model = await ModelBundle.load(data.modelDir, {
+    precision: data.precision,
+    device: data.device,
+    threads: data.threads,
+    cacheDir: data.cacheDir,
+    log: (message) => post({ type: 'log', message }),
+  });
   text = new TextEncoderWorker();
   await text.ready;
-  core = new EngineCore(model, new CachedTextEncoder((t) => text.encode(t)), { ...defaultEngineOptions(model), ...data.engine }, {
-    packets: (id, packets) => {
-      // Each packet gets a buffer of its own, so that transferring it moves nothing else.
-      const own = packets.map((p) => (p.data.byteOffset === 0 && p.data.byteLength === p.data.buffer.byteLength ? p : { ...p, data: p.data.slice() }));
-      post({ type: 'packets', id, packets: own }, own.map((p) => p.data.buffer as ArrayBuffer));
+  core = new EngineCore(
+    model,
+    new CachedTextEncoder((t) => text.encode(t)),
+    { ...defaultEngineOptions(model), ...data.engine },
+    {
+      packets: (id, packets) => {
+        // Each packet gets a buffer of its own, so that transferring it moves nothing else.
+        const own = packets.map((p) =>
+          p.data.byteOffset === 0 && p.data.byteLength === p.data.buffer.byteLength ? p : { ...p, data: p.data.slice() },
+        );
+        post(
+          { type: 'packets', id, packets: own },
+          own.map((p) => p.data.buffer as ArrayBuffer),
+        );
+      },
+      applied: (id, event) => post({ type: 'applied', id, event }),
+      codes: (id, frame, codes) => post({ type: 'codes', id, frame, codes }),
+      error: (id, code, message) => post({ type: 'error', id, code, message }),
     },
-    applied: (id, event) => post({ type: 'applied', id, event }),
-    codes: (id, frame, codes) => post({ type: 'codes', id, frame, codes }),
-    error: (id, code, message) => post({ type: 'error', id, code, message }),
-  });
+  );
 } catch (err) {
   post({ type: 'fatal', message: (err as Error).message });
   process.exit(1);
@@ -75,7 +91,8 @@ let steps = 0;
 port.on('message', (msg: { req: number } & EngineRequest) => {
   void handle(msg).then(
     (result) => post({ type: 'reply', req: msg.req, result }),
-    (err: Error & { code?: string }) => post({ type: 'reply', req: msg.req, error: { code: err.code ?? 'engine_error', message: err.message } }),
+    (err: Error & { code?: string }) =>
+      post({ type: 'reply', req: msg.req, error: { code: err.code ?? 'ENGINE_INTERNAL', message: err.message } }),
   );
   wake?.();
 });
@@ -103,7 +120,17 @@ async function handle(msg: EngineRequest): Promise<unknown> {
 }
 
 const info = model.config;
-post({ type: 'ready', model: { name: model.name, random: model.random, sampleRate: info.codec.samplingRate, frameRate: info.codec.samplingRate / info.codec.hop, precision: model.precision, device: model.device } });
+post({
+  type: 'ready',
+  model: {
+    name: model.name,
+    random: model.random,
+    sampleRate: info.codec.samplingRate,
+    frameRate: info.codec.samplingRate / info.codec.hop,
+    precision: model.precision,
+    device: model.device,
+  },
+});
 
 // The step loop: step while some stream is below its lead target, otherwise sleep until one will be
 // (or a message arrives). Yielding between steps lets steering messages in.

@@ -2,10 +2,11 @@
 // Every call is a small message; packets arrive as transferred buffers.
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
-import type { Device } from '../models/model-bundle.ts';
 import type { Precision } from '../models/graphs/linear.ts';
-import type { GenerationConfig, PlaybackAction, WeightedPrompt } from './controls.ts';
+import type { Device } from '../models/model-bundle.ts';
+import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../protocol/controls.ts';
 import type { AppliedEvent, EngineOptions, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
+import { EngineError } from './engine-errors.ts';
 import type { EngineEvent, EngineRequest, EngineStats, EngineWorkerData, ModelInfo } from './engine-protocol.ts';
 import { spawnTsWorker } from './ts-worker.ts';
 
@@ -30,19 +31,15 @@ export interface EngineEvents {
   fatal: [message: string];
 }
 
-export class EngineError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-    this.name = 'EngineError';
-  }
-}
-
 export class Engine extends EventEmitter<EngineEvents> {
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private exited = false;
 
-  private constructor(private readonly worker: Worker, readonly model: ModelInfo) {
+  private constructor(
+    private readonly worker: Worker,
+    readonly model: ModelInfo,
+  ) {
     super();
   }
 
@@ -62,11 +59,13 @@ export class Engine extends EventEmitter<EngineEvents> {
         else if (e.type === 'ready') {
           worker.off('message', onMessage);
           resolve(e.model);
-        } else if (e.type === 'fatal') reject(new EngineError('model_load_failed', e.message));
+        } else if (e.type === 'fatal') reject(new EngineError('ENGINE_MODEL_LOAD_FAILED', e.message));
       };
       worker.on('message', onMessage);
       worker.once('error', reject);
-      worker.once('exit', (code) => reject(new EngineError('model_load_failed', `engine worker exited with code ${code} while loading ${options.modelDir}`)));
+      worker.once('exit', (code) =>
+        reject(new EngineError('ENGINE_MODEL_LOAD_FAILED', `engine worker exited with code ${code} while loading ${options.modelDir}`)),
+      );
     });
     const engine = new Engine(worker, model);
     worker.removeAllListeners('error');
@@ -75,7 +74,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     worker.on('error', (err) => engine.emit('fatal', err.message));
     worker.on('exit', (code) => {
       engine.exited = true;
-      for (const w of engine.waiting.values()) w.reject(new EngineError('engine_stopped', `engine worker exited (code ${code})`));
+      for (const w of engine.waiting.values()) w.reject(new EngineError('ENGINE_STOPPED', `engine worker exited (code ${code})`));
       engine.waiting.clear();
     });
     return engine;
@@ -97,7 +96,13 @@ export class Engine extends EventEmitter<EngineEvents> {
     return this.request({ type: 'close', id }) as Promise<void>;
   }
   status(id: string): Promise<{ leadMs: number; rtf: number; underruns: number; state: string; control: number }> {
-    return this.request({ type: 'status', id }) as Promise<{ leadMs: number; rtf: number; underruns: number; state: string; control: number }>;
+    return this.request({ type: 'status', id }) as Promise<{
+      leadMs: number;
+      rtf: number;
+      underruns: number;
+      state: string;
+      control: number;
+    }>;
   }
   stats(): Promise<EngineStats> {
     return this.request({ type: 'stats' }) as Promise<EngineStats>;
@@ -114,7 +119,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   private request(msg: EngineRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
-    if (this.exited) return Promise.reject(new EngineError('engine_stopped', 'the engine has stopped'));
+    if (this.exited) return Promise.reject(new EngineError('ENGINE_STOPPED', 'the engine has stopped'));
     const req = this.next++;
     return new Promise((resolve, reject) => {
       this.waiting.set(req, { resolve, reject });

@@ -6,7 +6,7 @@ import { KvWindow } from '../models/kv-window.ts';
 import type { ModelBundle } from '../models/model-bundle.ts';
 import { isForced, undelay } from './delay-pattern.ts';
 import { Rng } from './rng.ts';
-import { guide, sample, type SamplingConfig } from './sampler.ts';
+import { guide, type SamplingConfig, sample } from './sampler.ts';
 
 export interface OfflineOptions {
   /** Text token ids of the prompt, ending in </s>. */

@@ -67,7 +67,8 @@ export function opusPacketSamples(packet: Uint8Array): number {
   if (packet.length === 0) throw new RangeError('empty Opus packet');
   const toc = packet[0]!;
   const config = toc >> 3;
-  const frameSize = config < 12 ? FRAME_SIZES_SILK[config & 3]! : config < 16 ? FRAME_SIZES_HYBRID[config & 1]! : FRAME_SIZES_CELT[config & 3]!;
+  const frameSize =
+    config < 12 ? FRAME_SIZES_SILK[config & 3]! : config < 16 ? FRAME_SIZES_HYBRID[config & 1]! : FRAME_SIZES_CELT[config & 3]!;
   const code = toc & 3;
   let frames: number;
   if (code === 0) frames = 1;
@@ -133,16 +134,19 @@ export class OggOpusMuxer {
 
   constructor(options: OggOpusMuxerOptions) {
     if (options.channels !== 1 && options.channels !== 2) throw new RangeError(`channels must be 1 or 2 (got ${String(options.channels)})`);
-    if (!Number.isInteger(options.preSkip) || options.preSkip < 0 || options.preSkip > 0xffff) throw new RangeError(`preSkip must be an integer in 0..65535 (got ${options.preSkip})`);
+    if (!Number.isInteger(options.preSkip) || options.preSkip < 0 || options.preSkip > 0xffff)
+      throw new RangeError(`preSkip must be an integer in 0..65535 (got ${options.preSkip})`);
     const serial = options.serial ?? randomInt(0, 0x100000000);
     if (!Number.isInteger(serial) || serial < 0 || serial > 0xffffffff) throw new RangeError(`serial must be a u32 (got ${serial})`);
     const maxPackets = options.maxPacketsPerPage ?? DEFAULT_MAX_PACKETS_PER_PAGE;
-    if (!Number.isInteger(maxPackets) || maxPackets < 1 || maxPackets > MAX_SEGMENTS) throw new RangeError(`maxPacketsPerPage must be an integer in 1..255 (got ${maxPackets})`);
+    if (!Number.isInteger(maxPackets) || maxPackets < 1 || maxPackets > MAX_SEGMENTS)
+      throw new RangeError(`maxPacketsPerPage must be an integer in 1..255 (got ${maxPackets})`);
     const rate = options.inputSampleRate ?? 48000;
     if (!Number.isInteger(rate) || rate < 0 || rate > 0xffffffff) throw new RangeError(`inputSampleRate must be a u32 (got ${rate})`);
     const tags = Object.entries(options.tags ?? {});
     for (const [key] of tags) {
-      if (!/^[\x20-\x3c\x3e-\x7d]+$/.test(key)) throw new RangeError(`bad Ogg comment key ${JSON.stringify(key)}: printable ASCII without '=' only`);
+      if (!/^[\x20-\x3c\x3e-\x7d]+$/.test(key))
+        throw new RangeError(`bad Ogg comment key ${JSON.stringify(key)}: printable ASCII without '=' only`);
     }
     this.channels = options.channels;
     this.preSkip = options.preSkip;
@@ -163,7 +167,13 @@ export class OggOpusMuxer {
   }
 
   get stats(): OggMuxerStats {
-    return { pages: this.pages, packets: this.packets, payloadBytes: this.payloadBytes, totalBytes: this.totalBytes, granule: this.granule };
+    return {
+      pages: this.pages,
+      packets: this.packets,
+      payloadBytes: this.payloadBytes,
+      totalBytes: this.totalBytes,
+      granule: this.granule,
+    };
   }
 
   /** Page 0 (OpusHead, BOS flag) and page 1 (OpusTags). Must be called once, first. */
@@ -213,7 +223,8 @@ export class OggOpusMuxer {
     const out: Buffer[] = [];
     const n = this.maxPacketsPerPage;
     let at = 0;
-    for (; at + n <= this.pending.length; at += n) this.writePackets(this.pending.slice(at, at + n), out, { bos: false, eos: false, header: false });
+    for (; at + n <= this.pending.length; at += n)
+      this.writePackets(this.pending.slice(at, at + n), out, { bos: false, eos: false, header: false });
     this.pending = this.pending.slice(at);
     return Buffer.concat(out);
   }

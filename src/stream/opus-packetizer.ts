@@ -41,7 +41,8 @@ export interface OpusPacketizerOptions {
 }
 
 function checkBitrate(bps: number): void {
-  if (!Number.isInteger(bps) || bps < 6000 || bps > 510000) throw new RangeError(`Opus bitrate must be an integer in 6000..510000 bps (got ${bps})`);
+  if (!Number.isInteger(bps) || bps < 6000 || bps > 510000)
+    throw new RangeError(`Opus bitrate must be an integer in 6000..510000 bps (got ${bps})`);
 }
 
 export class OpusPacketizer {
@@ -69,7 +70,8 @@ export class OpusPacketizer {
     this.encoder = new OpusEncoder(OPUS_RATE, this.channels);
     this.encoder.applyEncoderCTL(OPUS_SET_SIGNAL, OPUS_SIGNAL_MUSIC);
     if (options.complexity !== undefined) {
-      if (!Number.isInteger(options.complexity) || options.complexity < 0 || options.complexity > 10) throw new RangeError(`complexity must be 0..10 (got ${options.complexity})`);
+      if (!Number.isInteger(options.complexity) || options.complexity < 0 || options.complexity > 10)
+        throw new RangeError(`complexity must be 0..10 (got ${options.complexity})`);
       this.encoder.applyEncoderCTL(OPUS_SET_COMPLEXITY, options.complexity);
     }
     this.encoder.setBitrate(options.bitrate);
@@ -132,7 +134,8 @@ export class OpusPacketizer {
 
   /** The only caller of encoder.encode(). */
   private encodeFrame(frame: Float32Array): OpusPacket {
-    if (frame.length !== FRAME_SAMPLES || this.fill !== FRAME_SAMPLES) throw new Error(`OpusPacketizer: internal error, partial frame (${this.fill} of ${FRAME_SAMPLES})`);
+    if (frame.length !== FRAME_SAMPLES || this.fill !== FRAME_SAMPLES)
+      throw new Error(`OpusPacketizer: internal error, partial frame (${this.fill} of ${FRAME_SAMPLES})`);
     const pcm = this.pcm;
     const pcm16 = this.pcm16;
     const ch = this.channels;

@@ -41,7 +41,14 @@ export class PromptMix {
         old.done = 0;
         old.length = immediate ? 0 : frames;
       } else {
-        this.prompts.push({ text: n.text, encoding: n.encoding, from: immediate ? n.weight : 0, to: n.weight, done: 0, length: immediate ? 0 : frames });
+        this.prompts.push({
+          text: n.text,
+          encoding: n.encoding,
+          from: immediate ? n.weight : 0,
+          to: n.weight,
+          done: 0,
+          length: immediate ? 0 : frames,
+        });
       }
     }
     for (const p of this.prompts) {

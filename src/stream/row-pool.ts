@@ -28,7 +28,10 @@ export class RowPool {
   crossValues: Float32Array[];
   crossMask: BigInt64Array;
 
-  constructor(readonly shape: PoolShape, capacity = 0) {
+  constructor(
+    readonly shape: PoolShape,
+    capacity = 0,
+  ) {
     this.kv = new KvWindow(shape.layers, shape.heads, shape.headDim, shape.window, capacity);
     const crossSize = capacity * shape.heads * shape.textTokens * shape.headDim;
     this.crossKeys = Array.from({ length: shape.layers }, () => new Float32Array(crossSize));
@@ -86,7 +89,16 @@ export class RowPool {
   }
 
   /** Views of rows [start, start + rows) for one decoder run. */
-  views(start: number, rows: number): { pastKeys: Float32Array[]; pastValues: Float32Array[]; crossKeys: Float32Array[]; crossValues: Float32Array[]; crossMask: BigInt64Array } {
+  views(
+    start: number,
+    rows: number,
+  ): {
+    pastKeys: Float32Array[];
+    pastValues: Float32Array[];
+    crossKeys: Float32Array[];
+    crossValues: Float32Array[];
+    crossMask: BigInt64Array;
+  } {
     const { heads: H, headDim: D, textTokens: S, layers: L } = this.shape;
     const crossRow = H * S * D;
     const pastKeys: Float32Array[] = [];

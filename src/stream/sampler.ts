@@ -49,7 +49,9 @@ export function sample(scores: Float32Array, config: SamplingConfig, rng: Rng): 
     total += p;
   }
   if (config.topP > 0 && config.topP < 1) {
-    const order = Array.from({ length: n }, (_, i) => i).filter((i) => scores[i]! > 0).sort((a, b) => scores[b]! - scores[a]! || a - b);
+    const order = Array.from({ length: n }, (_, i) => i)
+      .filter((i) => scores[i]! > 0)
+      .sort((a, b) => scores[b]! - scores[a]! || a - b);
     let mass = 0;
     let kept = 0;
     for (const i of order) {

@@ -1,8 +1,9 @@
 // One generation in the engine: its controls (prompts, config, playback), its random generator, its
 // token history, and its audio chain (codec chunks -> 48 kHz -> Opus packets). The engine owns the
 // decoder rows; a stream knows how many it needs: one unconditional row, then one per prompt.
+
+import type { GenerationConfig, PlaybackState, WeightedPrompt } from '../protocol/controls.ts';
 import type { CodecStream } from './codec-stream.ts';
-import type { GenerationConfig, PlaybackState, WeightedPrompt } from './controls.ts';
 import type { OpusPacketizer } from './opus-packetizer.ts';
 import { PromptMix } from './prompt-mix.ts';
 import type { Resampler } from './resampler.ts';
@@ -86,6 +87,6 @@ export class Stream {
     if (this.progress.length < 2) return 0;
     const [t0, f0] = this.progress[0]!;
     const [t1, f1] = this.progress[this.progress.length - 1]!;
-    return t1 > t0 ? ((f1 - f0) / frameRate) / ((t1 - t0) / 1000) : 0;
+    return t1 > t0 ? (f1 - f0) / frameRate / ((t1 - t0) / 1000) : 0;
   }
 }

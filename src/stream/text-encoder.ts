@@ -8,7 +8,10 @@ export class CachedTextEncoder implements TextEncoderService {
   private readonly cache = new Map<string, Promise<PromptEncoding>>();
 
   /** `encode` does the work (in this thread, or in the text-encoder worker). */
-  constructor(private readonly encodeText: (text: string) => Promise<PromptEncoding>, private readonly maxEntries = 256) {}
+  constructor(
+    private readonly encodeText: (text: string) => Promise<PromptEncoding>,
+    private readonly maxEntries = 256,
+  ) {}
 
   /** Encodes with the model in this thread (tests, benchmarks). */
   static inProcess(model: ModelBundle): CachedTextEncoder {

@@ -11,7 +11,11 @@ export class TokenHistory {
   /** Un-delayed codes [frame][k] of an audio prompt, forced into the sequence as it passes them. */
   private forced: number[][] = [];
 
-  constructor(readonly codebooks: number, readonly pad: number, frameBase = 0) {
+  constructor(
+    readonly codebooks: number,
+    readonly pad: number,
+    frameBase = 0,
+  ) {
     this.columns = [new Array<number>(codebooks).fill(pad)];
     this.frameBase = frameBase;
   }

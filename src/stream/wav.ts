@@ -40,7 +40,8 @@ export interface DecodedWav {
 
 /** Reads PCM 8/16/24/32-bit and float 32/64-bit WAV (including WAVE_FORMAT_EXTENSIBLE). */
 export function decodeWav(buf: Buffer): DecodedWav {
-  if (buf.length < 12 || buf.toString('ascii', 0, 4) !== 'RIFF' || buf.toString('ascii', 8, 12) !== 'WAVE') throw new Error('not a RIFF/WAVE file');
+  if (buf.length < 12 || buf.toString('ascii', 0, 4) !== 'RIFF' || buf.toString('ascii', 8, 12) !== 'WAVE')
+    throw new Error('not a RIFF/WAVE file');
   let at = 12;
   let format = 0;
   let channels = 0;

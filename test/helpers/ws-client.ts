@@ -52,7 +52,10 @@ export class TestClient {
     for (;;) {
       const v = check();
       if (v !== undefined && v !== false) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last messages: ${JSON.stringify(this.messages.slice(-3).map((m) => ({ ...m, packets: undefined })))}`);
+      if (Date.now() > end)
+        throw new Error(
+          `timed out waiting for ${what}; last messages: ${JSON.stringify(this.messages.slice(-3).map((m) => ({ ...m, packets: undefined })))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 50);
         this.waiters.push(() => {

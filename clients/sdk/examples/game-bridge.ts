@@ -19,7 +19,7 @@
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { RiverrunClient, type GenerationConfig, type WeightedPrompt } from '../index.ts';
+import { type GenerationConfig, RiverrunClient, type WeightedPrompt } from '../index.ts';
 
 interface Mood {
   prompts: WeightedPrompt[];
@@ -31,9 +31,28 @@ interface Mood {
 
 /** Game state → music. Fast cross-fades into action, slow ones back to calm. */
 const MOODS: Record<string, Mood> = {
-  explore: { prompts: [{ text: 'calm ambient', weight: 1 }, { text: 'soft evolving pads', weight: 0.4 }], transitionMs: 6000 },
-  combat: { prompts: [{ text: 'intense drums', weight: 1 }, { text: 'driving distorted bass', weight: 0.6 }], transitionMs: 1500, config: { guidance: 4 } },
-  stealth: { prompts: [{ text: 'tense minimal pulse', weight: 1 }, { text: 'low drones', weight: 0.5 }], transitionMs: 3000 },
+  explore: {
+    prompts: [
+      { text: 'calm ambient', weight: 1 },
+      { text: 'soft evolving pads', weight: 0.4 },
+    ],
+    transitionMs: 6000,
+  },
+  combat: {
+    prompts: [
+      { text: 'intense drums', weight: 1 },
+      { text: 'driving distorted bass', weight: 0.6 },
+    ],
+    transitionMs: 1500,
+    config: { guidance: 4 },
+  },
+  stealth: {
+    prompts: [
+      { text: 'tense minimal pulse', weight: 1 },
+      { text: 'low drones', weight: 0.5 },
+    ],
+    transitionMs: 3000,
+  },
   victory: { prompts: [{ text: 'triumphant orchestral fanfare', weight: 1 }], transitionMs: 1000 },
   menu: { prompts: [{ text: 'warm lofi piano', weight: 1 }], transitionMs: 4000 },
 };
@@ -55,9 +74,11 @@ interface GameEvent {
 
 function parseEvent(text: string): GameEvent {
   const value: unknown = JSON.parse(text);
-  if (value === null || typeof value !== 'object' || typeof (value as { event?: unknown }).event !== 'string') throw new Error('expected {"event": "NAME"}');
+  if (value === null || typeof value !== 'object' || typeof (value as { event?: unknown }).event !== 'string')
+    throw new Error('expected {"event": "NAME"}');
   const { event, transitionMs } = value as { event: string; transitionMs?: unknown };
-  if (transitionMs !== undefined && (typeof transitionMs !== 'number' || !(transitionMs >= 0 && transitionMs <= 60_000))) throw new Error('transitionMs must be a number in 0..60000');
+  if (transitionMs !== undefined && (typeof transitionMs !== 'number' || !(transitionMs >= 0 && transitionMs <= 60_000)))
+    throw new Error('transitionMs must be a number in 0..60000');
   return { event, ...(typeof transitionMs === 'number' && { transitionMs }) };
 }
 
@@ -84,7 +105,9 @@ async function main(): Promise<void> {
 
   const client = new RiverrunClient();
   let current = values.mood;
-  client.on('setup', (s) => log(`connected (${s.channel !== undefined ? `channel ${s.channel}` : `session ${s.sessionId}`}, ${s.model.name})`));
+  client.on('setup', (s) =>
+    log(`connected (${s.channel !== undefined ? `channel ${s.channel}` : `session ${s.sessionId}`}, ${s.model.name})`),
+  );
   client.on('applied', (a) => log(`now playing: ${a.prompts.map((p) => `${p.text} (${p.weight})`).join(', ')}`));
   client.on('error', (e) => log(`server error ${e.code}: ${e.message}`));
   client.on('reconnecting', (r) => log(`connection lost; retrying in ${r.delayMs} ms`));
@@ -105,7 +128,10 @@ async function main(): Promise<void> {
     });
   }
 
-  const target = values.channel !== undefined ? { listen: values.channel } : { session: { prompts: start.prompts, ...(start.config && { config: start.config }) } };
+  const target =
+    values.channel !== undefined
+      ? { listen: values.channel }
+      : { session: { prompts: start.prompts, ...(start.config && { config: start.config }) } };
   await client.connect({ url: values.url, token: values.token, decode: pipeAudio, waitForServer: true, ...target });
   if (values.channel !== undefined) {
     client.setPrompts(start.prompts, start.transitionMs);

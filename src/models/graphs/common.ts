@@ -7,7 +7,10 @@ export const FLOAT32_MIN = -3.4028234663852886e38;
 
 export function layerNorm(g: GraphBuilder, x: Value, weight: Float32Array, bias: Float32Array, name: string, eps = 1e-5): Value {
   const n = weight.length;
-  return g.op('LayerNormalization', [x, g.weight(`${name}.weight`, weight, [n]), g.weight(`${name}.bias`, bias, [n])], { axis: -1, epsilon: { float: eps } });
+  return g.op('LayerNormalization', [x, g.weight(`${name}.weight`, weight, [n]), g.weight(`${name}.bias`, bias, [n])], {
+    axis: -1,
+    epsilon: { float: eps },
+  });
 }
 
 /** T5's RMS norm: w * x / sqrt(mean(x^2) + eps), no mean subtraction, no bias. */

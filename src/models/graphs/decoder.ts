@@ -15,8 +15,9 @@
 //          cross_mask  int64 [R, S]          1 = text token, 0 = padding / null condition
 // outputs: logits  float [R, K, T, V]
 //          new_kv  float [L, 2, R, H, T, D]  keys (index 0) and values (1) of the new tokens, per layer
-import type { DecoderConfig } from '../config.ts';
+
 import type { Weights } from '../checkpoint.ts';
+import type { DecoderConfig } from '../config.ts';
 import { GraphBuilder, type Value } from '../onnx/graph-builder.ts';
 import { additiveKeyMask, FLOAT32_MIN, gelu, layerNorm, matmulTransB, mergeHeads, splitHeads } from './common.ts';
 import { linear, type Precision } from './linear.ts';
@@ -90,17 +91,33 @@ export function buildDecoder(w: Weights, c: DecoderConfig, precision: Precision 
     for (let i = 0; i < qw.length; i++) qkvWeight[i] = qw[i]! * scale;
     qkvWeight.set(w.get(`${a}.self_attn.k_proj.weight`, [hidden, hidden]), hidden * hidden);
     qkvWeight.set(w.get(`${a}.self_attn.v_proj.weight`, [hidden, hidden]), 2 * hidden * hidden);
-    const qkv = g.transpose(g.reshape(linear(g, x, qkvWeight, 3 * hidden, hidden, `l${l}.qkv`, precision), [0, 0, 3, H, D]), [2, 0, 3, 1, 4]);
+    const qkv = g.transpose(
+      g.reshape(linear(g, x, qkvWeight, 3 * hidden, hidden, `l${l}.qkv`, precision), [0, 0, 3, H, D]),
+      [2, 0, 3, 1, 4],
+    );
     const [q, k, v] = g.node('Split', [qkv], { axis: 0 }, { outputs: 3 }).map((t) => g.squeeze(t, [0])) as [Value, Value, Value];
     newKv.push(g.concat([g.unsqueeze(k, [0, 1]), g.unsqueeze(v, [0, 1])], 1));
 
-    const scores = g.concat([
-      g.add(matmulTransB(g, q, past[l]!.key), pastMask),
-      g.add(matmulTransB(g, q, k), newMask),
-    ], -1);
-    const [pPast, pNew] = g.node('Split', [g.softmax(scores, -1), g.concat([g.unsqueeze(window, [0]), g.unsqueeze(newCount, [0])], 0)], { axis: -1 }, { outputs: 2 }) as [Value, Value];
+    const scores = g.concat([g.add(matmulTransB(g, q, past[l]!.key), pastMask), g.add(matmulTransB(g, q, k), newMask)], -1);
+    const [pPast, pNew] = g.node(
+      'Split',
+      [g.softmax(scores, -1), g.concat([g.unsqueeze(window, [0]), g.unsqueeze(newCount, [0])], 0)],
+      { axis: -1 },
+      { outputs: 2 },
+    ) as [Value, Value];
     const ctx = g.add(g.matmul(pPast, past[l]!.value), g.matmul(pNew, v));
-    h = g.add(h, linear(g, mergeHeads(g, ctx, H, D), w.get(`${a}.self_attn.out_proj.weight`, [hidden, hidden]), hidden, hidden, `l${l}.self_out`, precision));
+    h = g.add(
+      h,
+      linear(
+        g,
+        mergeHeads(g, ctx, H, D),
+        w.get(`${a}.self_attn.out_proj.weight`, [hidden, hidden]),
+        hidden,
+        hidden,
+        `l${l}.self_out`,
+        precision,
+      ),
+    );
 
     // Cross-attention over the precomputed text keys/values.
     const y = layerNorm(g, h, w.get(`${a}.encoder_attn_layer_norm.weight`), w.get(`${a}.encoder_attn_layer_norm.bias`), `l${l}.cross_norm`);
@@ -108,7 +125,10 @@ export function buildDecoder(w: Weights, c: DecoderConfig, precision: Precision 
     const cqh = splitHeads(g, linear(g, y, cq, hidden, hidden, `l${l}.cross_q`, precision), H, D);
     const cp = g.softmax(g.add(matmulTransB(g, cqh, cross[l]!.key), crossMask), -1);
     const cctx = mergeHeads(g, g.matmul(cp, cross[l]!.value), H, D);
-    h = g.add(h, linear(g, cctx, w.get(`${a}.encoder_attn.out_proj.weight`, [hidden, hidden]), hidden, hidden, `l${l}.cross_out`, precision));
+    h = g.add(
+      h,
+      linear(g, cctx, w.get(`${a}.encoder_attn.out_proj.weight`, [hidden, hidden]), hidden, hidden, `l${l}.cross_out`, precision),
+    );
 
     const z = layerNorm(g, h, w.get(`${a}.final_layer_norm.weight`), w.get(`${a}.final_layer_norm.bias`), `l${l}.ffn_norm`);
     const inner = gelu(g, linear(g, z, w.get(`${a}.fc1.weight`, [c.ffnDim, hidden]), c.ffnDim, hidden, `l${l}.fc1`, precision));
@@ -119,7 +139,10 @@ export function buildDecoder(w: Weights, c: DecoderConfig, precision: Precision 
   // The K heads as one [hidden, K*V] matmul, then [R, T, K, V] -> [R, K, T, V].
   const heads = new Float32Array(K * V * hidden);
   for (let k = 0; k < K; k++) heads.set(w.get(`decoder.lm_heads.${k}.weight`, [V, hidden]), k * V * hidden);
-  const logits = g.transpose(g.reshape(linear(g, out, heads, K * V, hidden, 'lm_heads', precision === 'q4' ? 'q8' : precision), [0, 0, K, V]), [0, 2, 1, 3]);
+  const logits = g.transpose(
+    g.reshape(linear(g, out, heads, K * V, hidden, 'lm_heads', precision === 'q4' ? 'q8' : precision), [0, 0, K, V]),
+    [0, 2, 1, 3],
+  );
   g.output(logits, 'logits', 'float', ['rows', K, 'new', V]);
   g.output(g.concat(newKv, 0), 'new_kv', 'float', [L, 2, 'rows', H, 'new', D]);
   return g;

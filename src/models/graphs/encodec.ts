@@ -45,7 +45,12 @@ export interface EncodecGraphOptions {
 }
 
 /** Codes [batch, numQuantizers, frames] -> audio [batch, 1, frames * hop]. Works for any frames >= 1. */
-export function buildEncodecDecoder(weights: Weights, config: EncodecConfig, numQuantizers: number, options: EncodecGraphOptions = {}): GraphBuilder {
+export function buildEncodecDecoder(
+  weights: Weights,
+  config: EncodecConfig,
+  numQuantizers: number,
+  options: EncodecGraphOptions = {},
+): GraphBuilder {
   checkQuantizers(weights, config, numQuantizers);
   const g = new GraphBuilder('encodec_decoder');
   const codes = g.input('audio_codes', 'int64', ['batch', numQuantizers, 'frames']);
@@ -53,7 +58,10 @@ export function buildEncodecDecoder(weights: Weights, config: EncodecConfig, num
   // Residual-VQ decode: sum of the chosen entries, in quantizer order like Hugging Face.
   let sum: Value | null = null;
   for (let q = 0; q < numQuantizers; q++) {
-    const table = g.weight(`${PREFIX}.quantizer.layers.${q}.codebook.embed`, codebook(weights, config, q), [config.codebookSize, config.codebookDim]);
+    const table = g.weight(`${PREFIX}.quantizer.layers.${q}.codebook.embed`, codebook(weights, config, q), [
+      config.codebookSize,
+      config.codebookDim,
+    ]);
     const idx = g.gather(codes, g.int(q, 'q'), 1); // [batch, frames]
     const e = g.gather(table, idx, 0); // [batch, frames, dim]
     sum = sum ? g.add(sum, e) : e;
@@ -67,7 +75,13 @@ export function buildEncodecDecoder(weights: Weights, config: EncodecConfig, num
   let scaling = 2 ** ratios.length;
   let rate = 1; // samples of the current stage per codec frame: a 1-frame input is `rate` long
   let n = 0;
-  let x = conv(g, weights, config, embeddings, { prefix: `${layer(n++)}.conv`, inCh: config.hiddenSize, outCh: scaling * config.numFilters, kernel: config.kernelSize, minLength: rate });
+  let x = conv(g, weights, config, embeddings, {
+    prefix: `${layer(n++)}.conv`,
+    inCh: config.hiddenSize,
+    outCh: scaling * config.numFilters,
+    kernel: config.kernelSize,
+    minLength: rate,
+  });
   x = lstmBlock(g, weights, config, x, `${layer(n++)}.lstm`, scaling * config.numFilters);
   for (const r of ratios) {
     const dim = scaling * config.numFilters;
@@ -80,7 +94,13 @@ export function buildEncodecDecoder(weights: Weights, config: EncodecConfig, num
   }
   x = elu(g, x);
   n++;
-  x = conv(g, weights, config, x, { prefix: `${layer(n++)}.conv`, inCh: config.numFilters, outCh: config.audioChannels, kernel: config.lastKernelSize, minLength: rate });
+  x = conv(g, weights, config, x, {
+    prefix: `${layer(n++)}.conv`,
+    inCh: config.numFilters,
+    outCh: config.audioChannels,
+    kernel: config.lastKernelSize,
+    minLength: rate,
+  });
   g.output(x, 'audio_values', 'float', ['batch', config.audioChannels, 'samples']);
   return g;
 }
@@ -92,7 +112,9 @@ export function buildEncodecDecoder(weights: Weights, config: EncodecConfig, num
 export function buildEncodecEncoder(weights: Weights, config: EncodecConfig, numQuantizers: number): GraphBuilder {
   checkQuantizers(weights, config, numQuantizers);
   if (config.hiddenSize !== config.codebookDim) {
-    throw new Error(`EnCodec hidden_size ${config.hiddenSize} differs from codebook_dim ${config.codebookDim}: projected quantizers are not supported`);
+    throw new Error(
+      `EnCodec hidden_size ${config.hiddenSize} differs from codebook_dim ${config.codebookDim}: projected quantizers are not supported`,
+    );
   }
   const g = new GraphBuilder('encodec_encoder');
   const input = g.input('input_values', 'float', ['batch', config.audioChannels, 'samples']);
@@ -102,7 +124,13 @@ export function buildEncodecEncoder(weights: Weights, config: EncodecConfig, num
   let rate = config.hop; // length of a 1-frame input at the current stage
   let scaling = 1;
   let n = 0;
-  let x = conv(g, weights, config, input, { prefix: `${layer(n++)}.conv`, inCh: config.audioChannels, outCh: config.numFilters, kernel: config.kernelSize, minLength: rate });
+  let x = conv(g, weights, config, input, {
+    prefix: `${layer(n++)}.conv`,
+    inCh: config.audioChannels,
+    outCh: config.numFilters,
+    kernel: config.kernelSize,
+    minLength: rate,
+  });
   for (const r of [...config.upsamplingRatios].reverse()) {
     const dim = scaling * config.numFilters;
     for (let j = 0; j < R; j++) x = residualUnit(g, weights, config, x, layer(n++), dim, config.dilationGrowthRate ** j, rate);
@@ -117,7 +145,13 @@ export function buildEncodecEncoder(weights: Weights, config: EncodecConfig, num
   x = lstmBlock(g, weights, config, x, `${layer(n++)}.lstm`, dim);
   x = elu(g, x);
   n++;
-  x = conv(g, weights, config, x, { prefix: `${layer(n++)}.conv`, inCh: dim, outCh: config.hiddenSize, kernel: config.lastKernelSize, minLength: rate });
+  x = conv(g, weights, config, x, {
+    prefix: `${layer(n++)}.conv`,
+    inCh: dim,
+    outCh: config.hiddenSize,
+    kernel: config.lastKernelSize,
+    minLength: rate,
+  });
   g.output(x, 'embeddings', 'float', ['batch', config.codebookDim, 'frames']);
 
   // Residual VQ, written like Hugging Face's EncodecEuclideanCodebook.quantize.
@@ -175,10 +209,26 @@ function elu(g: GraphBuilder, x: Value): Value {
 }
 
 /** Residual unit: ELU -> conv(k, dilation, dim -> dim / compress) -> ELU -> conv(1, -> dim), plus identity. */
-function residualUnit(g: GraphBuilder, weights: Weights, config: EncodecConfig, x: Value, prefix: string, dim: number, dilation: number, minLength: number): Value {
+function residualUnit(
+  g: GraphBuilder,
+  weights: Weights,
+  config: EncodecConfig,
+  x: Value,
+  prefix: string,
+  dim: number,
+  dilation: number,
+  minLength: number,
+): Value {
   const hidden = Math.floor(dim / config.compress);
   let y = elu(g, x);
-  y = conv(g, weights, config, y, { prefix: `${prefix}.block.1.conv`, inCh: dim, outCh: hidden, kernel: config.residualKernelSize, dilation, minLength });
+  y = conv(g, weights, config, y, {
+    prefix: `${prefix}.block.1.conv`,
+    inCh: dim,
+    outCh: hidden,
+    kernel: config.residualKernelSize,
+    dilation,
+    minLength,
+  });
   y = elu(g, y);
   y = conv(g, weights, config, y, { prefix: `${prefix}.block.3.conv`, inCh: hidden, outCh: dim, kernel: 1, minLength });
   return g.add(x, y);
@@ -205,12 +255,16 @@ function conv(g: GraphBuilder, weights: Weights, config: EncodecConfig, x: Value
   const w = weightNormed(weights, spec.prefix, [spec.outCh, spec.inCh, spec.kernel]);
   const b = weights.get(`${spec.prefix}.bias`, [spec.outCh]);
   const padded = encodecPad1d(g, x, left, right, config.padMode, spec.minLength);
-  return g.op('Conv', [padded, g.weight(`${spec.prefix}.weight`, w, [spec.outCh, spec.inCh, spec.kernel]), g.weight(`${spec.prefix}.bias`, b, [spec.outCh])], {
-    kernel_shape: [spec.kernel],
-    strides: [stride],
-    dilations: [dilation],
-    pads: [0, 0],
-  });
+  return g.op(
+    'Conv',
+    [padded, g.weight(`${spec.prefix}.weight`, w, [spec.outCh, spec.inCh, spec.kernel]), g.weight(`${spec.prefix}.bias`, b, [spec.outCh])],
+    {
+      kernel_shape: [spec.kernel],
+      strides: [stride],
+      dilations: [dilation],
+      pads: [0, 0],
+    },
+  );
 }
 
 /** EncodecConvTranspose1d (non-causal): ConvTranspose, then trim k - stride samples (right gets the floor half). */
@@ -222,11 +276,15 @@ function convTranspose(g: GraphBuilder, weights: Weights, x: Value, spec: ConvSp
   // PyTorch ConvTranspose1d weight is [in, out, k], which is ONNX's ConvTranspose layout (group 1).
   const w = weightNormed(weights, spec.prefix, [spec.inCh, spec.outCh, spec.kernel]);
   const b = weights.get(`${spec.prefix}.bias`, [spec.outCh]);
-  return g.op('ConvTranspose', [x, g.weight(`${spec.prefix}.weight`, w, [spec.inCh, spec.outCh, spec.kernel]), g.weight(`${spec.prefix}.bias`, b, [spec.outCh])], {
-    kernel_shape: [spec.kernel],
-    strides: [stride],
-    pads: [left, right],
-  });
+  return g.op(
+    'ConvTranspose',
+    [x, g.weight(`${spec.prefix}.weight`, w, [spec.inCh, spec.outCh, spec.kernel]), g.weight(`${spec.prefix}.bias`, b, [spec.outCh])],
+    {
+      kernel_shape: [spec.kernel],
+      strides: [stride],
+      pads: [left, right],
+    },
+  );
 }
 
 /**
@@ -236,7 +294,14 @@ function convTranspose(g: GraphBuilder, weights: Weights, x: Value, spec: ConvSp
  * shortest length this input can have) is not longer than the pad; otherwise a plain Pad suffices.
  * Exported for tests.
  */
-export function encodecPad1d(g: GraphBuilder, x: Value, left: number, right: number, mode: 'reflect' | 'constant', minLength: number): Value {
+export function encodecPad1d(
+  g: GraphBuilder,
+  x: Value,
+  left: number,
+  right: number,
+  mode: 'reflect' | 'constant',
+  minLength: number,
+): Value {
   if (left === 0 && right === 0) return x;
   const pads = g.ints([0, 0, left, 0, 0, right], 'pads');
   if (mode === 'constant') return g.op('Pad', [x, pads], { mode: 'constant' });
@@ -264,12 +329,17 @@ function lstmBlock(g: GraphBuilder, weights: Weights, config: EncodecConfig, x: 
     const bias = new Float32Array(8 * dim);
     bias.set(bIh, 0);
     bias.set(bHh, 4 * dim);
-    const [y] = g.node('LSTM', [
-      h,
-      g.weight(`${prefix}.W_l${l}`, wIh, [1, 4 * dim, dim]),
-      g.weight(`${prefix}.R_l${l}`, wHh, [1, 4 * dim, dim]),
-      g.weight(`${prefix}.B_l${l}`, bias, [1, 8 * dim]),
-    ], { hidden_size: dim }, { outputs: 1, name: 'lstm' });
+    const [y] = g.node(
+      'LSTM',
+      [
+        h,
+        g.weight(`${prefix}.W_l${l}`, wIh, [1, 4 * dim, dim]),
+        g.weight(`${prefix}.R_l${l}`, wHh, [1, 4 * dim, dim]),
+        g.weight(`${prefix}.B_l${l}`, bias, [1, 8 * dim]),
+      ],
+      { hidden_size: dim },
+      { outputs: 1, name: 'lstm' },
+    );
     h = g.squeeze(y!, [1]); // [T, 1, batch, H] -> [T, batch, H]
   }
   return g.transpose(g.add(h, seq), [1, 2, 0]);

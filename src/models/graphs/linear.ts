@@ -19,9 +19,19 @@ export function transposeWeight(w: Float32Array, out: number, inF: number): Floa
  * y = x W^T (+ b) for a Hugging Face weight `w` of shape [out, in]. With q8/q4 the weight is quantized
  * to onnxruntime's MatMulNBits (block 32, int8 compute); fp32 keeps it exact.
  */
-export function linear(g: GraphBuilder, x: Value, w: Float32Array, out: number, inF: number, name: string, precision: Precision = 'fp32', bias?: Float32Array): Value {
-  const y = precision === 'fp32'
-    ? g.matmul(x, g.weight(name, transposeWeight(w, out, inF), [inF, out]))
-    : quantizedMatMul(g, x, w, out, inF, name, precision === 'q8' ? 8 : 4);
+export function linear(
+  g: GraphBuilder,
+  x: Value,
+  w: Float32Array,
+  out: number,
+  inF: number,
+  name: string,
+  precision: Precision = 'fp32',
+  bias?: Float32Array,
+): Value {
+  const y =
+    precision === 'fp32'
+      ? g.matmul(x, g.weight(name, transposeWeight(w, out, inF), [inF, out]))
+      : quantizedMatMul(g, x, w, out, inF, name, precision === 'q8' ? 8 : 4);
   return bias ? g.add(y, g.weight(`${name}.bias`, bias, [out])) : y;
 }

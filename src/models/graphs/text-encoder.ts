@@ -5,8 +5,9 @@
 // outputs: last_hidden_state float [B, S, d_model]            (T5 output, for tests and tools)
 //          encoder_hidden_states float [B, S, hidden]          (projected, padded positions zeroed)
 //          cross_key.{l}, cross_value.{l} float [B, H, S, D]   (decoder layer l's encoder_attn k/v)
-import type { DecoderConfig, T5Config } from '../config.ts';
+
 import type { Weights } from '../checkpoint.ts';
+import type { DecoderConfig, T5Config } from '../config.ts';
 import { GraphBuilder, type Value } from '../onnx/graph-builder.ts';
 import { additiveKeyMask, rmsNorm, splitHeads } from './common.ts';
 import { linear } from './linear.ts';
@@ -53,7 +54,8 @@ export function buildTextEncoder(w: Weights, t5: T5Config, dec: DecoderConfig): 
   for (let l = 0; l < t5.numLayers; l++) {
     const b = `${p}.block.${l}.layer`;
     const x = rmsNorm(g, h, w.get(`${b}.0.layer_norm.weight`, [dModel]), `t5.${l}.attn_norm`, t5.eps);
-    const proj = (name: string): Value => splitHeads(g, linear(g, x, w.get(`${b}.0.SelfAttention.${name}.weight`, [H * D, dModel]), H * D, dModel, `t5.${l}.${name}`), H, D);
+    const proj = (name: string): Value =>
+      splitHeads(g, linear(g, x, w.get(`${b}.0.SelfAttention.${name}.weight`, [H * D, dModel]), H * D, dModel, `t5.${l}.${name}`), H, D);
     const q = proj('q');
     const k = proj('k');
     const v = proj('v');
@@ -69,7 +71,12 @@ export function buildTextEncoder(w: Weights, t5: T5Config, dec: DecoderConfig): 
       inner = g.op('Relu', [linear(g, y, w.get(`${ff}.wi.weight`, [t5.dFf, dModel]), t5.dFf, dModel, `t5.${l}.wi`)]);
     } else {
       // gated-gelu uses the tanh approximation ("gelu_new").
-      const gate = g.op('FastGelu', [linear(g, y, w.get(`${ff}.wi_0.weight`, [t5.dFf, dModel]), t5.dFf, dModel, `t5.${l}.wi_0`)], {}, { domain: 'com.microsoft' });
+      const gate = g.op(
+        'FastGelu',
+        [linear(g, y, w.get(`${ff}.wi_0.weight`, [t5.dFf, dModel]), t5.dFf, dModel, `t5.${l}.wi_0`)],
+        {},
+        { domain: 'com.microsoft' },
+      );
       inner = g.mul(gate, linear(g, y, w.get(`${ff}.wi_1.weight`, [t5.dFf, dModel]), t5.dFf, dModel, `t5.${l}.wi_1`));
     }
     h = g.add(h, linear(g, inner, w.get(`${ff}.wo.weight`, [dModel, t5.dFf]), dModel, t5.dFf, `t5.${l}.wo`));
@@ -77,14 +84,26 @@ export function buildTextEncoder(w: Weights, t5: T5Config, dec: DecoderConfig): 
   const last = rmsNorm(g, h, w.get(`${p}.final_layer_norm.weight`, [dModel]), 't5.final_norm', t5.eps);
   g.output(last, 'last_hidden_state', 'float', ['batch', 'tokens', dModel]);
 
-  const projected = linear(g, last, w.get('enc_to_dec_proj.weight', [dec.hidden, dModel]), dec.hidden, dModel, 'enc_to_dec_proj', 'fp32', w.get('enc_to_dec_proj.bias', [dec.hidden]));
+  const projected = linear(
+    g,
+    last,
+    w.get('enc_to_dec_proj.weight', [dec.hidden, dModel]),
+    dec.hidden,
+    dModel,
+    'enc_to_dec_proj',
+    'fp32',
+    w.get('enc_to_dec_proj.bias', [dec.hidden]),
+  );
   const states = g.mul(projected, g.unsqueeze(g.cast(mask, 'float'), [2]));
   g.output(states, 'encoder_hidden_states', 'float', ['batch', 'tokens', dec.hidden]);
 
   const dh = dec.hidden / dec.numHeads;
   for (let l = 0; l < dec.numLayers; l++) {
     const a = `decoder.model.decoder.layers.${l}.encoder_attn`;
-    for (const [kind, proj] of [['key', 'k_proj'], ['value', 'v_proj']] as const) {
+    for (const [kind, proj] of [
+      ['key', 'k_proj'],
+      ['value', 'v_proj'],
+    ] as const) {
       const m = linear(g, states, w.get(`${a}.${proj}.weight`, [dec.hidden, dec.hidden]), dec.hidden, dec.hidden, `cross.${l}.${proj}`);
       g.output(splitHeads(g, m, dec.numHeads, dh), `cross_${kind}.${l}`, 'float', ['batch', dec.numHeads, 'tokens', dh]);
     }

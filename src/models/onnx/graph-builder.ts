@@ -90,7 +90,12 @@ export class GraphBuilder {
   }
 
   /** Adds one node and returns its outputs. `outputs` is the number of outputs wanted. */
-  node(opType: string, inputs: (Value | null)[], attrs: Attrs = {}, options: { outputs?: number; domain?: string; name?: string } = {}): Value[] {
+  node(
+    opType: string,
+    inputs: (Value | null)[],
+    attrs: Attrs = {},
+    options: { outputs?: number; domain?: string; name?: string } = {},
+  ): Value[] {
     const hint = options.name ?? opType.toLowerCase();
     const outs = Array.from({ length: options.outputs ?? 1 }, () => this.fresh(hint));
     this.nodes.push({
@@ -110,19 +115,45 @@ export class GraphBuilder {
   }
 
   // Thin wrappers for the most common ops keep graph code readable.
-  add(a: Value, b: Value): Value { return this.op('Add', [a, b]); }
-  sub(a: Value, b: Value): Value { return this.op('Sub', [a, b]); }
-  mul(a: Value, b: Value): Value { return this.op('Mul', [a, b]); }
-  div(a: Value, b: Value): Value { return this.op('Div', [a, b]); }
-  matmul(a: Value, b: Value): Value { return this.op('MatMul', [a, b]); }
-  reshape(x: Value, shape: number[]): Value { return this.op('Reshape', [x, this.ints(shape, 'shape')]); }
-  transpose(x: Value, perm: number[]): Value { return this.op('Transpose', [x], { perm }); }
-  unsqueeze(x: Value, axes: number[]): Value { return this.op('Unsqueeze', [x, this.ints(axes, 'axes')]); }
-  squeeze(x: Value, axes: number[]): Value { return this.op('Squeeze', [x, this.ints(axes, 'axes')]); }
-  concat(xs: Value[], axis: number): Value { return this.op('Concat', xs, { axis }); }
-  cast(x: Value, to: DType): Value { return this.op('Cast', [x], { to: DataType[to] }); }
-  gather(data: Value, indices: Value, axis = 0): Value { return this.op('Gather', [data, indices], { axis }); }
-  softmax(x: Value, axis = -1): Value { return this.op('Softmax', [x], { axis }); }
+  add(a: Value, b: Value): Value {
+    return this.op('Add', [a, b]);
+  }
+  sub(a: Value, b: Value): Value {
+    return this.op('Sub', [a, b]);
+  }
+  mul(a: Value, b: Value): Value {
+    return this.op('Mul', [a, b]);
+  }
+  div(a: Value, b: Value): Value {
+    return this.op('Div', [a, b]);
+  }
+  matmul(a: Value, b: Value): Value {
+    return this.op('MatMul', [a, b]);
+  }
+  reshape(x: Value, shape: number[]): Value {
+    return this.op('Reshape', [x, this.ints(shape, 'shape')]);
+  }
+  transpose(x: Value, perm: number[]): Value {
+    return this.op('Transpose', [x], { perm });
+  }
+  unsqueeze(x: Value, axes: number[]): Value {
+    return this.op('Unsqueeze', [x, this.ints(axes, 'axes')]);
+  }
+  squeeze(x: Value, axes: number[]): Value {
+    return this.op('Squeeze', [x, this.ints(axes, 'axes')]);
+  }
+  concat(xs: Value[], axis: number): Value {
+    return this.op('Concat', xs, { axis });
+  }
+  cast(x: Value, to: DType): Value {
+    return this.op('Cast', [x], { to: DataType[to] });
+  }
+  gather(data: Value, indices: Value, axis = 0): Value {
+    return this.op('Gather', [data, indices], { axis });
+  }
+  softmax(x: Value, axis = -1): Value {
+    return this.op('Softmax', [x], { axis });
+  }
   slice(x: Value, starts: number[], ends: number[], axes: number[]): Value {
     return this.op('Slice', [x, this.ints(starts, 'starts'), this.ints(ends, 'ends'), this.ints(axes, 'axes')]);
   }
@@ -161,7 +192,10 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'riverrun',
-      opsetImport: [{ domain: '', version: OPSET }, { domain: MS_DOMAIN, version: 1 }],
+      opsetImport: [
+        { domain: '', version: OPSET },
+        { domain: MS_DOMAIN, version: 1 },
+      ],
       graph: { name: this.graphName, node: this.nodes, input: this.inputs, output: this.outputs, initializer: tensors },
     });
     const encoded = onnx.ModelProto.encode(model).finish();

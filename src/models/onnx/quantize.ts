@@ -150,11 +150,16 @@ export function quantizedMatMul(g: GraphBuilder, x: Value, w: Float32Array, out:
   const B = g.weight(`${name}.q${bits}`, p.data, [out, p.blocks, blob], 'uint8');
   const scales = g.weight(`${name}.scales`, p.scales, [out * p.blocks], 'float');
   const zeroPoints = g.weight(`${name}.zero_points`, p.zeroPoints, [p.zeroPoints.length], 'uint8');
-  return g.op('MatMulNBits', [x, B, scales, zeroPoints], {
-    K: inF,
-    N: out,
-    bits,
-    block_size: QUANT_BLOCK,
-    accuracy_level: ACCURACY_LEVEL_INT8,
-  }, { domain: MS_DOMAIN, name: `${name}_q${bits}` });
+  return g.op(
+    'MatMulNBits',
+    [x, B, scales, zeroPoints],
+    {
+      K: inF,
+      N: out,
+      bits,
+      block_size: QUANT_BLOCK,
+      accuracy_level: ACCURACY_LEVEL_INT8,
+    },
+    { domain: MS_DOMAIN, name: `${name}_q${bits}` },
+  );
 }

@@ -28,6 +28,9 @@ export const PLAYBACK_ACTIONS: readonly PlaybackAction[] = ['play', 'pause', 'st
 export type PlaybackState = 'playing' | 'paused' | 'stopped';
 
 /** A full config from a partial one: omitted fields return to the defaults. */
-export function completeConfig(partial: Partial<GenerationConfig> = {}, defaults: Readonly<GenerationConfig> = DEFAULT_CONFIG): GenerationConfig {
+export function completeConfig(
+  partial: Partial<GenerationConfig> = {},
+  defaults: Readonly<GenerationConfig> = DEFAULT_CONFIG,
+): GenerationConfig {
   return { ...defaults, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) };
 }
