@@ -18,9 +18,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeArgs } from '../src/cli/serve.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import type { OpusStreamFormat } from '../src/protocol/messages.ts';
 import type { IcecastState } from '../src/server/icecast.ts';
 import { IcecastSource, parseIcecastUrl } from '../src/server/icecast.ts';
-import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
+import type { PacketSource } from '../src/server/packet-source.ts';
 import { type RiverrunServer, startServer } from '../src/server/server.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
@@ -67,7 +68,7 @@ async function freePort(): Promise<number> {
 /** Real Opus packets of a 440 Hz sine, emitted at real-time pace (a batch every ~20 ms) for as long as it runs. */
 class SineSource implements PacketSource {
   readonly id = 'sine';
-  readonly format: AudioFormat = { codec: 'opus', sampleRate: 48000, channels: 2, frameMs: 20, preSkip: OPUS_PRE_SKIP };
+  readonly format: OpusStreamFormat = { codec: 'opus', sampleRate: 48000, channels: 2, frameMs: 20, preSkip: OPUS_PRE_SKIP };
   private readonly listeners = new Set<(p: StampedPacket[]) => void>();
   private readonly packetizer = new OpusPacketizer({ channels: 2, bitrate: 64000, complexity: 5 });
   private readonly frame = new Float32Array(FRAME_SAMPLES);

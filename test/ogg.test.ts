@@ -3,9 +3,10 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { OpusStreamFormat } from '../src/protocol/messages.ts';
 import type { OggCloseReason, OggStreamHandle, OggStreamOptions } from '../src/server/ogg-http.ts';
 import { OggStreams, serveOggStream } from '../src/server/ogg-http.ts';
-import type { AudioFormat, PacketSource } from '../src/server/packet-source.ts';
+import type { PacketSource } from '../src/server/packet-source.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { OggOpusMuxer, oggCrc32, opusPacketSamples } from '../src/stream/ogg-muxer.ts';
 import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
@@ -337,7 +338,7 @@ function encodeNoise(packets: number, bitrate: number): StampedPacket[] {
 
 class FakeSource implements PacketSource {
   readonly id = 'fake';
-  readonly format: AudioFormat = { codec: 'opus', sampleRate: 48000, channels: 1, frameMs: 20, preSkip: OPUS_PRE_SKIP };
+  readonly format: OpusStreamFormat = { codec: 'opus', sampleRate: 48000, channels: 1, frameMs: 20, preSkip: OPUS_PRE_SKIP };
   readonly listeners = new Set<(packets: StampedPacket[]) => void>();
   emitted = 0;
   /** Handed to a new listener from inside subscribe(), as a channel does with its late-join backlog. */

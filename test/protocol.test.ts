@@ -12,20 +12,20 @@ import {
   ProtocolError,
   RETIRED_ERROR_CODES,
   toProtocolError,
-} from '../src/server/errors.ts';
+} from '../src/protocol/errors.ts';
 import {
   CLIENT_MESSAGE_TYPES,
   type ClientMessage,
   CONFIG_RANGES,
-  checkFrame,
   DEFAULT_PROTOCOL_LIMITS,
   decodeServerMessage,
   encodeServerMessage,
   type ProtocolLimits,
-  parseClientMessage,
   SERVER_MESSAGE_TYPES,
   type ServerMessage,
-} from '../src/server/protocol.ts';
+} from '../src/protocol/index.ts';
+import { checkFrame } from '../src/server/frame-check.ts';
+import { parseClientMessage } from '../src/server/message-validation.ts';
 
 const DOC = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
 

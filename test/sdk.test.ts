@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_RECONNECT } from '../clients/sdk/backoff.ts';
 import {
   backoffDelay,
+  DEFAULT_RECONNECT,
   isRetryable,
   normalizeUrl,
   RiverrunClient,

@@ -11,8 +11,10 @@
 // application asked for and the server has not confirmed yet. A new connection's setup carries
 // `confirmed` (so setup never carries something the server refused), then `desired` is sent again, and a
 // pause or stop is re-applied. A steering error about prompts or config drops the refused request.
-import { backoffDelay, isRetryable, type ReconnectOptions, reconnectOptions } from './backoff.ts';
-import { decodeMessage, encodeMessage } from './codec.ts';
+import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts';
+import { CLOSE_CODES } from '../../src/protocol/errors.ts';
+import { backoffDelay, isRetryable, type ReconnectOptions, reconnectOptions } from '../../src/protocol/reconnect.ts';
+import { RiverrunConnectError } from './connect-error.ts';
 import { Emitter } from './emitter.ts';
 import { PcmDecoder } from './pcm-decoder.ts';
 import type {
@@ -29,21 +31,7 @@ import type {
   StatusMessage,
   WeightedPrompt,
 } from './types.ts';
-import { normalizeUrl, resolveWebSocket, type WebSocketLike, WS_OPEN } from './websocket.ts';
-
-/** connect() failed, or the client closed before connecting. */
-export class RiverrunConnectError extends Error {
-  constructor(
-    message: string,
-    /** WebSocket close code (1006: could not connect, or dropped). */
-    readonly closeCode: number,
-    /** The server's fatal error, when it sent one (e.g. unauthorized, not_found). */
-    readonly error?: RiverrunErrorEvent,
-  ) {
-    super(message);
-    this.name = 'RiverrunConnectError';
-  }
-}
+import { normalizeUrl, resolveWebSocket, type WebSocketConstructor, type WebSocketLike, WS_OPEN } from './websocket.ts';
 
 interface PendingPing {
   sentAt: number;
@@ -58,6 +46,8 @@ const DEFAULT_HEARTBEAT = { intervalMs: 5000, timeoutMs: 15_000 };
 const HEARTBEAT_ID_PREFIX = 'riverrun-sdk-heartbeat-';
 /** How long close() waits for the close handshake before giving up on it. */
 const CLOSE_GRACE_MS = 2000;
+/** Close code of the client's own close after a heartbeat timeout (application range, never sent by servers). */
+const HEARTBEAT_TIMEOUT_CLOSE = 4000;
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
@@ -268,17 +258,17 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     if (ws === null) {
       // Not connected (idle, waiting to reconnect, or resolving the WebSocket implementation).
       const wasIdle = this._state === 'idle';
-      this.finish(new RiverrunConnectError('RiverrunClient: closed by the client before connecting', 1000));
-      if (!wasIdle) this.emit('close', { code: 1000, reason: 'closed by the client', willReconnect: false });
+      this.finish(new RiverrunConnectError('CONNECT_CLOSED', 'RiverrunClient: closed by the client before connecting', CLOSE_CODES.NORMAL));
+      if (!wasIdle) this.emit('close', { code: CLOSE_CODES.NORMAL, reason: 'closed by the client', willReconnect: false });
     } else {
       try {
-        ws.close(1000, 'bye');
+        ws.close(CLOSE_CODES.NORMAL, 'bye');
       } catch {
         // already closing
       }
       // A close handshake can hang on a dead connection: end it without waiting.
       const grace = setTimeout(() => {
-        if (this.ws === ws) this.socketClosed(ws, 1006, 'close handshake timed out');
+        if (this.ws === ws) this.socketClosed(ws, CLOSE_CODES.ABNORMAL, 'close handshake timed out');
       }, CLOSE_GRACE_MS);
       this.closeWaiters.push(() => clearTimeout(grace));
     }
@@ -290,11 +280,11 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
 
   private async open(): Promise<void> {
     const opts = this.opts!;
-    let WebSocketImpl;
+    let WebSocketImpl: WebSocketConstructor;
     try {
       WebSocketImpl = opts.WebSocket ?? (await resolveWebSocket());
     } catch (err) {
-      this.fail(new RiverrunConnectError((err as Error).message, 1006));
+      this.fail(new RiverrunConnectError('CONNECT_NO_WEBSOCKET', (err as Error).message, CLOSE_CODES.ABNORMAL));
       return;
     }
     if (this._state !== 'connecting') return; // closed meanwhile
@@ -302,7 +292,7 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     try {
       ws = new WebSocketImpl(this.url);
     } catch (err) {
-      this.fail(new RiverrunConnectError(`cannot open ${this.url}: ${(err as Error).message}`, 1006));
+      this.fail(new RiverrunConnectError('CONNECT_FAILED', `cannot open ${this.url}: ${(err as Error).message}`, CLOSE_CODES.ABNORMAL));
       return;
     }
     this.ws = ws;
@@ -365,11 +355,11 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       if (this.ws !== ws) return;
       if (now() - this.lastMessageAt > hb.timeoutMs) {
         try {
-          ws.close(4000, 'heartbeat timeout');
+          ws.close(HEARTBEAT_TIMEOUT_CLOSE, 'heartbeat timeout');
         } catch {
           // ignore
         }
-        this.socketClosed(ws, 1006, `nothing received for ${hb.timeoutMs} ms`);
+        this.socketClosed(ws, CLOSE_CODES.ABNORMAL, `nothing received for ${hb.timeoutMs} ms`);
         return;
       }
       this.sendRaw(ws, { type: 'ping', id: `${HEARTBEAT_ID_PREFIX}${++this.heartbeatCount}` });
@@ -407,8 +397,14 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       // Closed for good: settle first, so that listeners of `close` see a closed client.
       const detail = reason || this.socketError;
       const why = fatal ? `${fatal.code}: ${fatal.message}` : `connection closed (${code}${detail ? `: ${detail}` : ''})`;
+      const errorCode = this.userClosed ? 'CONNECT_CLOSED' : fatal ? 'CONNECT_REJECTED' : 'CONNECT_FAILED';
       this.finish(
-        new RiverrunConnectError(this.userClosed ? 'RiverrunClient: closed by the client' : `RiverrunClient: ${why}`, code, fatal),
+        new RiverrunConnectError(
+          errorCode,
+          this.userClosed ? 'RiverrunClient: closed by the client' : `RiverrunClient: ${why}`,
+          code,
+          fatal,
+        ),
       );
     }
     this.emit('close', { code, reason, ...(fatal && { error: fatal }), willReconnect });
@@ -464,7 +460,7 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
 
   private onFrame(data: unknown): void {
     this.lastMessageAt = now();
-    let msg;
+    let msg: ReturnType<typeof decodeMessage>;
     try {
       msg = decodeMessage(data);
     } catch (err) {
@@ -585,11 +581,11 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       queueMicrotask(() => {
         if (this.ws !== ws || ws === null) return;
         try {
-          ws.close(1000, event.code);
+          ws.close(CLOSE_CODES.NORMAL, event.code);
         } catch {
           // ignore
         }
-        this.socketClosed(ws, 1008, event.code);
+        this.socketClosed(ws, CLOSE_CODES.POLICY_VIOLATION, event.code);
       });
     }
     if (event.fatal) this.fatal = event;

@@ -2,13 +2,12 @@
 // of setup_complete. The pre-skip is removed here rather than inside the decoder, so that each frame
 // knows its exact position; a gap in seq is filled with silence (960 samples per missing packet) to keep
 // time, as docs/protocol.md asks; packets arrive in order, duplicates (seq already seen) are dropped.
-import type { AudioFormat, AudioMessage, PcmFrame } from './types.ts';
+import { PACKET_SAMPLES, SAMPLE_RATE } from '../../src/protocol/constants.ts';
+import type { AudioMessage, OpusStreamFormat, PcmFrame } from './types.ts';
 
 type OpusModule = typeof import('opus-decoder');
 type OpusDecoderInstance = InstanceType<OpusModule['OpusDecoder']>;
 
-/** Samples per channel of one 20 ms packet at 48 kHz. */
-export const FRAME_SAMPLES = 960;
 /** Longest gap filled with silence, in packets (5 s); a longer one is skipped (the `start` of frames jumps). */
 export const MAX_CONCEALED_PACKETS = 250;
 
@@ -34,7 +33,7 @@ export class PcmDecoder {
    * @param onError decoder failures (loading the WebAssembly, a packet libopus refuses)
    */
   constructor(
-    private readonly format: AudioFormat,
+    private readonly format: OpusStreamFormat,
     private readonly onFrame: (frame: PcmFrame) => void,
     private readonly onError: (err: Error) => void,
   ) {
@@ -46,7 +45,7 @@ export class PcmDecoder {
     try {
       const { OpusDecoder } = await loadOpus();
       if (this.closed) return;
-      const decoder = new OpusDecoder({ channels: this.format.channels, sampleRate: 48000, preSkip: 0 });
+      const decoder = new OpusDecoder({ channels: this.format.channels, sampleRate: SAMPLE_RATE, preSkip: 0 });
       await decoder.ready;
       if (this.closed) {
         decoder.free();
@@ -82,14 +81,14 @@ export class PcmDecoder {
       const m = this.queue.shift()!;
       for (let i = 0; i < m.packets.length; i++) {
         const seq = m.seq + i;
-        const pts = m.pts + FRAME_SAMPLES * i;
+        const pts = m.pts + PACKET_SAMPLES * i;
         if (this.nextSeq !== null && seq < this.nextSeq) continue;
         if (this.nextSeq !== null && seq > this.nextSeq) {
           const missing = seq - this.nextSeq;
           if (missing <= MAX_CONCEALED_PACKETS) {
             for (let k = missing; k > 0; k--) {
-              const silence = Array.from({ length: this.format.channels }, () => new Float32Array(FRAME_SAMPLES));
-              this.emit(seq - k, pts - FRAME_SAMPLES * k, m.control, silence, true);
+              const silence = Array.from({ length: this.format.channels }, () => new Float32Array(PACKET_SAMPLES));
+              this.emit(seq - k, pts - PACKET_SAMPLES * k, m.control, silence, true);
             }
           }
         }

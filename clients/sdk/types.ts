@@ -1,28 +1,29 @@
-// The types of the Riverrun SDK: protocol v1 messages (re-exported from the server's definition, as
-// types only: nothing of the server's runtime reaches a browser bundle), connect options and events.
+// The types of the Riverrun SDK: protocol v1 messages (re-exported from src/protocol), connect
+// options and events.
 
 import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../../src/protocol/controls.ts';
 import type {
   AppliedMessage,
-  AudioFormat,
   AudioMessage,
-  ModelInfo,
+  ModelSummary,
+  OpusStreamFormat,
   PongMessage,
   ServerMessage,
   SessionSpec,
   SetupCompleteMessage,
   StatusMessage,
-} from '../../src/server/protocol.ts';
-import type { ReconnectOptions } from './backoff.ts';
+} from '../../src/protocol/messages.ts';
+import type { ReconnectOptions } from '../../src/protocol/reconnect.ts';
 import type { WebSocketConstructor } from './websocket.ts';
 
-export type { ErrorCode } from '../../src/server/errors.ts';
+export type { ErrorCode } from '../../src/protocol/errors.ts';
+export type { ReconnectOptions } from '../../src/protocol/reconnect.ts';
 export type {
   AppliedMessage,
-  AudioFormat,
   AudioMessage,
   GenerationConfig,
-  ModelInfo,
+  ModelSummary,
+  OpusStreamFormat,
   PlaybackAction,
   PongMessage,
   ServerMessage,
@@ -75,7 +76,7 @@ export type ConnectOptions = ListenConnectOptions | SessionConnectOptions;
 
 /** An `error` event: a protocol error from the server, or one of the SDK's own (codes starting `client_`). */
 export interface RiverrunErrorEvent {
-  /** A protocol v1 error code (see docs/protocol.md), or `client_decode` / `client_bad_frame`. */
+  /** A protocol v1 error code, or the SDK's own `client_decode` / `client_bad_frame` (docs/errors.md). */
   code: string;
   message: string;
   /** The server closes the connection after a fatal error (the client may reconnect, see `close`). */

@@ -1,6 +1,7 @@
 // The WebSocket the client uses: the platform's (browsers, Deno, Node >= 22) or the `ws` package (Node
 // 20 has no global WebSocket). Only the part of the WHATWG API that both provide is used, so this file
 // needs neither DOM nor `ws` typings.
+import { PROTOCOL_PATH } from '../../src/protocol/constants.ts';
 
 export interface WebSocketMessageEventLike {
   data: unknown;
@@ -28,9 +29,6 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 /** readyState of an open WebSocket. */
 export const WS_OPEN = 1;
 
-/** The protocol v1 endpoint, appended to a URL that has no path. */
-export const DEFAULT_PATH = '/v1/ws';
-
 /**
  * `ws://host:port` → `ws://host:port/v1/ws`; a URL with a path keeps it. http(s) becomes ws(s).
  * Throws a TypeError for anything that is not a ws, wss, http or https URL.
@@ -46,7 +44,7 @@ export function normalizeUrl(input: string): string {
   else if (url.protocol === 'https:') url.protocol = 'wss:';
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
     throw new TypeError(`not a WebSocket URL: ${JSON.stringify(input)} (expected ws:// or wss://)`);
-  if (url.pathname === '' || url.pathname === '/') url.pathname = DEFAULT_PATH;
+  if (url.pathname === '' || url.pathname === '/') url.pathname = PROTOCOL_PATH;
   return url.toString();
 }
 

@@ -4,6 +4,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { extname } from 'node:path';
 import { type AudioMessage, type PcmFrame, RiverrunClient, type SessionSpec, type SetupCompleteMessage } from '../../clients/sdk/index.ts';
+import { PACKETS_PER_SECOND, SAMPLE_RATE } from '../protocol/constants.ts';
 import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import { encodeWavFloat32 } from '../stream/wav.ts';
 import { parseCommandLine } from './command-line.ts';
@@ -22,10 +23,6 @@ Record a channel of a Riverrun server (protocol v1 over WebSocket).
 Ctrl-C (or SIGTERM) ends the file cleanly. The connection is re-established with backoff if it drops.`;
 
 export const DEFAULT_URL = 'ws://localhost:8080';
-
-/** Opus packets per second (20 ms each). */
-const PACKETS_PER_SECOND = 50;
-const FRAME_SAMPLES = 960;
 
 export type OutputFormat = 'ogg' | 'wav';
 
@@ -101,11 +98,11 @@ class WavWriter implements AudioFileWriter {
     private readonly channels: number,
   ) {
     this.fd = openSync(path, 'w');
-    writeSync(this.fd, encodeWavFloat32(new Float32Array(0), 48000, channels));
+    writeSync(this.fd, encodeWavFloat32(new Float32Array(0), SAMPLE_RATE, channels));
   }
 
   get seconds(): number {
-    return this.dataBytes / (4 * this.channels * 48000);
+    return this.dataBytes / (4 * this.channels * SAMPLE_RATE);
   }
 
   write(frame: PcmFrame): void {

@@ -2,7 +2,7 @@
 // `riverrun listen` does), and steer it with lines typed on standard input.
 import { createInterface } from 'node:readline';
 import type { GenerationConfig, PlaybackAction, RiverrunClient, WeightedPrompt } from '../../clients/sdk/index.ts';
-import { CONFIG_RANGES, type NumberRange, TRANSITION_MS_RANGE, WEIGHT_RANGE } from '../server/protocol.ts';
+import { CONFIG_RANGES, type NumberRange, TRANSITION_MS_RANGE, WEIGHT_RANGE } from '../protocol/limits.ts';
 import { parseCommandLine } from './command-line.ts';
 import { checkUrl, DEFAULT_URL, outputFormat, parseSeconds, record } from './listen.ts';
 
@@ -105,7 +105,7 @@ function splitRaw(text: string, sep: string): string[] {
 }
 
 /** `\x` → x. */
-function unescape(text: string): string {
+function unescapeText(text: string): string {
   return text.replace(/\\(.)/gs, '$1');
 }
 
@@ -114,7 +114,7 @@ export function parseWeightedPrompt(item: string, requireWeight = false): Weight
   const parts = splitRaw(item, '@');
   if (parts.length > 2) throw new Error(`more than one @ in ${JSON.stringify(item.trim())} (write \\@ for a literal @)`);
   if (parts.length < 2 && requireWeight) throw new Error(`expected TEXT @ WEIGHT, got ${JSON.stringify(item.trim())}`);
-  const text = unescape(parts[0]!).trim();
+  const text = unescapeText(parts[0]!).trim();
   if (text === '') throw new Error(`empty prompt text in ${JSON.stringify(item.trim())}`);
   const weight = parts.length === 2 ? numberIn(parts[1]!.trim(), WEIGHT_RANGE, 'a prompt weight') : 1;
   return { text, weight };
@@ -154,7 +154,7 @@ export function parseSteeringLine(line: string): SteeringCommand | null {
     return { kind: 'add', prompt: parseWeightedPrompt(rest) };
   }
   if (keyword === 'remove') {
-    const text = unescape(rest).trim();
+    const text = unescapeText(rest).trim();
     if (text === '') throw new Error('remove needs the TEXT of a prompt');
     return { kind: 'remove', text };
   }

@@ -1,5 +1,5 @@
-// What a client can set on a stream: weighted prompts, the generation config, playback. Shared by the
-// engine and the server's protocol validation.
+// What a client can set on a stream: weighted prompts, the generation config, playback. Part of
+// protocol v1; the engine takes the same types.
 
 export interface WeightedPrompt {
   text: string;

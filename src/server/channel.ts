@@ -2,11 +2,13 @@
 // packets that are generated but not yet due (the engine runs ahead of real time by its lead), so a
 // listener that joins late starts at once with the audio that is playing now, with a full buffer.
 
+import { PACKET_MS, SAMPLE_RATE } from '../protocol/constants.ts';
 import type { GenerationConfig, WeightedPrompt } from '../protocol/controls.ts';
+import type { OpusStreamFormat } from '../protocol/messages.ts';
 import type { Engine } from '../stream/engine.ts';
 import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
 import { OPUS_PRE_SKIP } from '../stream/opus-packetizer.ts';
-import type { AudioFormat, PacketSource } from './packet-source.ts';
+import type { PacketSource } from './packet-source.ts';
 
 export interface ChannelSpec {
   id: string;
@@ -24,11 +26,9 @@ export interface StreamStatus {
   underruns: number;
 }
 
-const SAMPLE_RATE = 48000;
-
 /** Fan-out of one engine stream: the part shared by channels and personal sessions. */
 export class StreamFeed implements PacketSource {
-  readonly format: AudioFormat;
+  readonly format: OpusStreamFormat;
   private readonly listeners = new Set<(packets: StampedPacket[]) => void>();
   private readonly appliedListeners = new Set<(e: AppliedEvent) => void>();
   private readonly codesListeners = new Set<(frame: number, codes: number[]) => void>();
@@ -44,7 +44,7 @@ export class StreamFeed implements PacketSource {
     channels: 1 | 2,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.format = { codec: 'opus', sampleRate: SAMPLE_RATE, channels, frameMs: 20, preSkip: OPUS_PRE_SKIP };
+    this.format = { codec: 'opus', sampleRate: SAMPLE_RATE, channels, frameMs: PACKET_MS, preSkip: OPUS_PRE_SKIP };
   }
 
   get listenerCount(): number {

@@ -2,8 +2,9 @@
 import { readFileSync } from 'node:fs';
 import type { Precision } from '../models/graphs/linear.ts';
 import type { Device } from '../models/model-bundle.ts';
+import { CHANNEL_ID_PATTERN, DEFAULT_PROTOCOL_LIMITS } from '../protocol/limits.ts';
 import type { ChannelSpec } from './channel.ts';
-import { CHANNEL_ID_PATTERN, DEFAULT_PROTOCOL_LIMITS, parseStreamControls } from './protocol.ts';
+import { parseStreamControls } from './message-validation.ts';
 
 export type Role = 'listener' | 'session' | 'operator';
 export const ROLES: readonly Role[] = ['listener', 'session', 'operator'];
@@ -87,7 +88,7 @@ export function loadChannels(path: string): ChannelSpec[] {
     if (typeof id !== 'string' || !CHANNEL_ID_PATTERN.test(id)) fail(`${where}: id must match ${CHANNEL_ID_PATTERN}`);
     if (seen.has(id as string)) fail(`${where}: duplicate id ${id}`);
     seen.add(id as string);
-    let controls;
+    let controls: ReturnType<typeof parseStreamControls>;
     try {
       controls = parseStreamControls(c.prompts, c.config, `channel ${id as string}`);
     } catch (err) {

@@ -1,16 +1,18 @@
 // One WebSocket connection speaking protocol v1: setup, then listening to a channel or steering a
-// personal session. Everything a client sends is validated (src/server/protocol.ts); a rejected message
+// personal session. Everything a client sends is validated (message-validation.ts); a rejected message
 // gets an `error` and, unless fatal, the connection stays usable. A slow reader skips audio, then is
 // closed; it never holds up anyone else.
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
+import { encodeServerMessage } from '../protocol/codec.ts';
+import { errorMessage, ProtocolError, toProtocolError } from '../protocol/errors.ts';
+import type { ClientMessage, ServerMessage, SessionSpec } from '../protocol/messages.ts';
 import type { Engine } from '../stream/engine.ts';
 import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
 import type { Channel, StreamFeed } from './channel.ts';
 import type { Role, ServerConfig } from './config.ts';
-import { errorMessage, ProtocolError, toProtocolError } from './errors.ts';
+import { parseClientMessage } from './message-validation.ts';
 import type { Metrics } from './metrics.ts';
-import { type ClientMessage, encodeServerMessage, parseClientMessage, type ServerMessage, type SessionSpec } from './protocol.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** What connections share: the engine, channels, sessions and the server's settings. */
@@ -25,8 +27,6 @@ export interface ServerContext {
   closeSession(id: string): void;
   shuttingDown: boolean;
 }
-
-export type { SessionSpec as ClientSessionSpec } from './protocol.ts';
 
 const STATUS_INTERVAL_MS = 1000;
 /** WebSocket ping frames (answered by every client's WebSocket stack, browsers included). */
@@ -174,7 +174,7 @@ export class Connection {
       type: 'setup_complete',
       sessionId: this.id,
       ...(this.channel && { channel: this.channel.spec.id }),
-      audio: { codec: 'opus', sampleRate: 48000, channels: feed.format.channels, frameMs: 20, preSkip: feed.format.preSkip },
+      audio: feed.format,
       model: { name: model.name, random: model.random },
     });
     // A channel's current prompts and config, so a late joiner knows what is playing.

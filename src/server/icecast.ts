@@ -81,7 +81,16 @@ export function parseIcecastUrl(url: string): Target {
 
 /** Header values: no control characters (no header injection through a channel name). */
 function headerValue(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  let out = '';
+  let inRun = false; // a run of control characters becomes one space
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    const control = c < 0x20 || c === 0x7f;
+    if (!control) out += ch;
+    else if (!inRun) out += ' ';
+    inRun = control;
+  }
+  return out.trim();
 }
 
 const MAX_RESPONSE_HEAD = 16 * 1024;

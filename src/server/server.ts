@@ -8,17 +8,18 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { Checkpoint } from '../models/checkpoint.ts';
 import { defaultModelDir } from '../models/default-model.ts';
+import { PROTOCOL_PATH } from '../protocol/constants.ts';
+import { ProtocolError } from '../protocol/errors.ts';
+import type { SessionSpec } from '../protocol/messages.ts';
 import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
 import { Engine } from '../stream/engine.ts';
 import { keepFramesFor, PACKET_MS } from '../stream/engine-core.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
 import { Connection, type ServerContext } from './connection.ts';
-import { ProtocolError } from './errors.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
 import { OggStreams } from './ogg-http.ts';
-import type { SessionSpec } from './protocol.ts';
 import { serveStatic } from './static-files.ts';
 
 const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
@@ -224,7 +225,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     const refuse = (status: number, text: string): void => {
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
-    if (path !== '/v1/ws') return refuse(404, 'Not Found');
+    if (path !== PROTOCOL_PATH) return refuse(404, 'Not Found');
     const origin = req.headers.origin;
     if (config.allowedOrigins.length > 0 && origin !== undefined && !config.allowedOrigins.includes(origin))
       return refuse(403, 'Forbidden');

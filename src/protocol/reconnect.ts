@@ -1,4 +1,6 @@
-// When and how soon to reconnect: exponential backoff with jitter, and which closes are worth retrying.
+// When and how soon a client reconnects: exponential backoff with jitter, and which closes are worth
+// retrying. The SDK, the CLI (through the SDK) and the web page all follow this policy.
+import { CLOSE_CODES, type ErrorCode } from './errors.ts';
 
 export interface ReconnectOptions {
   /** Delay before the first retry, in ms (default 500). */
@@ -24,6 +26,7 @@ export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>> = Object.fr
   maxAttempts: Number.POSITIVE_INFINITY,
 });
 
+/** DEFAULT_RECONNECT with `options` over it; throws a RangeError for values out of range. */
 export function reconnectOptions(options: ReconnectOptions | undefined): Required<ReconnectOptions> {
   const o = { ...DEFAULT_RECONNECT, ...stripUndefined(options ?? {}) };
   if (
@@ -45,20 +48,30 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 }
 
 /** The wait before attempt `attempt` (1, 2, ...): initial·factor^(attempt−1), capped, minus jitter. */
-export function backoffDelay(attempt: number, options: Required<ReconnectOptions>, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  options: Readonly<Required<ReconnectOptions>> = DEFAULT_RECONNECT,
+  random: () => number = Math.random,
+): number {
   const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** Math.max(0, attempt - 1));
   return Math.round(base * (1 - options.jitter * random()));
 }
 
 /**
- * Error codes after which reconnecting makes sense (docs/protocol.md: reconnect with backoff after 1001,
- * 1011, 1013 and slow_consumer). Any other fatal error needs the request fixed first (unauthorized,
- * forbidden, not_found, a malformed setup...).
+ * Fatal error codes after which reconnecting makes sense: the server was going down, failed, was full,
+ * or dropped a reader that fell behind. Any other fatal error needs the request fixed first
+ * (unauthorized, forbidden, not_found, a malformed setup...).
  */
-export const RETRYABLE_ERROR_CODES: readonly string[] = ['shutting_down', 'internal', 'busy', 'slow_consumer'];
+export const RETRYABLE_ERROR_CODES: readonly ErrorCode[] = ['shutting_down', 'internal', 'busy', 'slow_consumer'];
 
 /** Close codes that mean "fix the request first": policy violation, too big, and Riverrun's 44xx. */
-const FINAL_CLOSE_CODES: readonly number[] = [1008, 1009, 4401, 4403, 4404];
+export const FINAL_CLOSE_CODES: readonly number[] = [
+  CLOSE_CODES.POLICY_VIOLATION,
+  CLOSE_CODES.MESSAGE_TOO_BIG,
+  CLOSE_CODES.UNAUTHORIZED,
+  CLOSE_CODES.FORBIDDEN,
+  CLOSE_CODES.NOT_FOUND,
+];
 
 /**
  * Whether a close is worth a reconnection. `errorCode` is the code of the fatal error the server sent
@@ -67,7 +80,7 @@ const FINAL_CLOSE_CODES: readonly number[] = [1008, 1009, 4401, 4403, 4404];
  */
 export function isRetryable(closeCode: number, reason: string, errorCode?: string): boolean {
   const code = errorCode ?? (/^[a-z_]+$/.test(reason) ? reason : undefined);
-  if (code !== undefined && RETRYABLE_ERROR_CODES.includes(code)) return true;
+  if (code !== undefined && (RETRYABLE_ERROR_CODES as readonly string[]).includes(code)) return true;
   if (code !== undefined && errorCode !== undefined) return false;
   return !FINAL_CLOSE_CODES.includes(closeCode);
 }

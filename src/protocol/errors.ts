@@ -1,6 +1,7 @@
 // Every error the server can send over protocol v1, in one registry: a stable code, a message
-// template, whether it ends the connection, and the WebSocket close code used when it does.
-// docs/protocol.md lists the same table; test/protocol.test.ts checks that the two agree.
+// template, whether it ends the connection, the WebSocket close code used when it does and, for the
+// codes the server also answers HTTP requests with, the HTTP status. docs/errors.md lists the same
+// table (with every other family of codes); test/protocol.test.ts checks that the two agree.
 //
 // Rules for this file:
 // - Codes are part of protocol v1: never rename or change the meaning of one. A code that is no longer
@@ -14,11 +15,20 @@
 // application codes 4000 + the closest HTTP status (4401, 4403, 4404, 4429), as graphql-ws does. The
 // close reason (at most 123 bytes) is always the error code itself, so a client that misses the error
 // message (a slow consumer, a frame ws refused) still learns why.
+import { type ErrorCodeSpec, RiverrunError } from '../errors.ts';
+import type { ErrorMessage } from './messages.ts';
 
-/** WebSocket close codes used by the server. */
+/** WebSocket close codes of protocol v1. */
 export const CLOSE_CODES = {
+  /** A peer ends the connection on purpose (the clients' close()). */
+  NORMAL: 1000,
   /** The server is going down (or restarting). */
   GOING_AWAY: 1001,
+  /**
+   * Never sent in a close frame: what a WebSocket API reports when the connection failed or dropped
+   * without one.
+   */
+  ABNORMAL: 1006,
   /** The client broke the protocol. */
   POLICY_VIOLATION: 1008,
   /** A frame exceeded maxPayload (ws itself closes with this code). */
@@ -33,7 +43,7 @@ export const CLOSE_CODES = {
   RATE_LIMITED: 4429,
 } as const;
 
-export interface ErrorSpec {
+export interface ProtocolErrorSpec extends ErrorCodeSpec {
   /** Message template: each `%s` is replaced by one argument, in order. */
   readonly message: string;
   /** Whether the server closes the connection after sending the error. */
@@ -42,8 +52,6 @@ export interface ErrorSpec {
   readonly closeCode: number;
   /** The first argument is the path of the field at fault (sent as the error's `field`). */
   readonly fieldArg?: boolean;
-  /** What it means, for people (docs/protocol.md says the same). */
-  readonly meaning: string;
 }
 
 const P = CLOSE_CODES;
@@ -98,13 +106,16 @@ export const PROTOCOL_ERRORS = {
     message: 'Forbidden: %s',
     fatal: false,
     closeCode: P.FORBIDDEN,
-    meaning: "The token's role does not allow this (a listener asking for a session, a non-operator steering a channel).",
+    httpStatus: 403,
+    meaning:
+      "The token's role does not allow this (a listener asking for a session, a non-operator steering a channel). Over HTTP: a WebSocket upgrade from an Origin that is not on the allow-list.",
   },
   not_found: {
     message: 'No channel %s',
     fatal: true,
     closeCode: P.NOT_FOUND,
-    meaning: 'setup asked to listen to a channel that does not exist.',
+    httpStatus: 404,
+    meaning: 'setup asked to listen to a channel that does not exist. Over HTTP: the Ogg stream of an unknown channel.',
   },
   no_stream: {
     message: 'Nothing to steer: this connection has no session and listens to no channel',
@@ -155,15 +166,17 @@ export const PROTOCOL_ERRORS = {
     message: 'The server is shutting down',
     fatal: true,
     closeCode: P.GOING_AWAY,
-    meaning: 'The server is stopping or restarting; reconnect later.',
+    httpStatus: 503,
+    meaning: 'The server is stopping or restarting; reconnect later. Over HTTP: an Ogg stream asked for during shutdown.',
   },
   internal: {
     message: 'Internal server error',
     fatal: true,
     closeCode: P.INTERNAL_ERROR,
-    meaning: 'The server failed; details are in its log, not in the message.',
+    httpStatus: 500,
+    meaning: 'The server failed; details are in its log, not in the message. Over HTTP: a request handler failed.',
   },
-} as const satisfies Record<string, ErrorSpec>;
+} as const satisfies Record<string, ProtocolErrorSpec>;
 
 export type ErrorCode = keyof typeof PROTOCOL_ERRORS;
 
@@ -184,7 +197,7 @@ export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(PROTOCOL_ERRORS, code);
 }
 
-export function errorSpec(code: ErrorCode): ErrorSpec {
+export function errorSpec(code: ErrorCode): ProtocolErrorSpec {
   return PROTOCOL_ERRORS[code];
 }
 
@@ -193,33 +206,23 @@ function format(template: string, args: readonly (string | number)[]): string {
   return template.replace(/%s/g, () => (i < args.length ? String(args[i++]) : '?'));
 }
 
-/** The `error` message of protocol v1. */
-export interface ErrorMessage {
-  type: 'error';
-  code: ErrorCode;
-  message: string;
-  fatal: boolean;
-  /** Path of the field at fault (`prompts[1].weight`), for the codes about one field. */
-  field?: string;
-}
-
 /** A rejected message or a failed connection, as the client will be told about it. */
-export class ProtocolError<C extends ErrorCode = ErrorCode> extends Error {
-  readonly code: C;
+export class ProtocolError<C extends ErrorCode = ErrorCode> extends RiverrunError<C> {
   readonly fatal: boolean;
   /** The WebSocket close code to use when the error is fatal. */
   readonly closeCode: number;
+  /** The HTTP status used when the error answers an HTTP request (the codes that do have one). */
+  readonly httpStatus: number | undefined;
   /** Path of the field at fault, for invalid_field, unknown_field, prompt_too_long, too_many_prompts. */
   readonly field: string | undefined;
   private readonly args: readonly (string | number)[];
 
   constructor(code: C, ...args: ErrorArgs<C>) {
     const spec = errorSpec(code);
-    super(format(spec.message, args));
-    this.name = 'ProtocolError';
-    this.code = code;
+    super(code, format(spec.message, args));
     this.fatal = spec.fatal;
     this.closeCode = spec.closeCode;
+    this.httpStatus = spec.httpStatus;
     this.args = args;
     this.field = spec.fieldArg && args.length > 0 ? String(args[0]) : undefined;
   }
