@@ -50,7 +50,9 @@ function makeCore(options: Partial<EngineOptions> = {}): Recorder {
     text,
     { ...defaultEngineOptions(model), now: () => clock.now, ...options },
     {
-      packets: (id, p) => p.forEach((x) => push(packets, id, x)),
+      packets: (id, p) => {
+        for (const x of p) push(packets, id, x);
+      },
       applied: (id, e) => push(applied, id, e),
       codes: (id, frame, c) => push(codes, id, [frame, ...c]),
       error: (id, code, message) => {
@@ -135,7 +137,7 @@ describe('steering', () => {
     await r.core.createStream('s', { prompts: piano, config: { seed: 5 }, tapCodes: true });
     await text.encode('fast drums');
     await run(r, 30, (i) => {
-      if (i === 20) r.core.setPrompts('s', drums, 400); // still ramping at step 30: rows uncond, piano, drums
+      if (i === 20) r.core.setPrompts('s', drums, 400); // still ramping at step 30: rows piano, drums, uncond
     });
     const core = r.core as unknown as { pool: RowPool; streams: Stream[] };
     const stream = core.streams[0]!;
@@ -146,10 +148,12 @@ describe('steering', () => {
     expect(T).toBe(30);
     const { shape } = core.pool;
     const K = prefix[0]!.length;
+    // The reference rows in the stream's row order (RowLayout): piano, drums, the null condition.
+    const { layout } = stream;
     const ref = new RowPool(shape, 3);
-    ref.setPrompt(0, null);
-    ref.setPrompt(1, await text.encode('slow piano'));
-    ref.setPrompt(2, await text.encode('fast drums'));
+    ref.setPrompt(layout.uncond, null);
+    ref.setPrompt(layout.cond(0), await text.encode('slow piano'));
+    ref.setPrompt(layout.cond(1), await text.encode('fast drums'));
     const ids = new BigInt64Array(3 * K * T);
     for (let row = 0; row < 3; row++)
       for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(row * K + k) * T + t] = BigInt(prefix[t]![k]!);
@@ -181,8 +185,8 @@ describe('steering', () => {
     }
     // The comparison can tell the texts apart: past the first layer, piano's and drums' windows differ
     // (the first layer's keys and values see only the tokens). An inherited window would be piano's.
-    expect(maxDiff(ref, 1, ref, 2, 0)).toBeLessThan(1e-6);
-    expect(maxDiff(ref, 1, ref, 2, layers - 1)).toBeGreaterThan(1e-2);
+    expect(maxDiff(ref, layout.cond(0), ref, layout.cond(1), 0)).toBeLessThan(1e-6);
+    expect(maxDiff(ref, layout.cond(0), ref, layout.cond(1), layers - 1)).toBeGreaterThan(1e-2);
   });
 
   it('transitions ramp the weights linearly over transitionMs of generated audio', () => {
@@ -212,7 +216,7 @@ describe('steering', () => {
       if (i === 5) r.core.setPrompts('s', drums, 400); // 20 frames
       rows.push((r.core as unknown as { streams: { rows: number }[] }).streams[0]!.rows);
     });
-    // uncond + piano, then uncond + piano + drums while ramping, then uncond + drums.
+    // piano + uncond, then piano + drums + uncond while ramping, then drums + uncond.
     expect(rows[3]).toBe(2);
     expect(rows[10]).toBe(3);
     expect(rows[39]).toBe(2);

@@ -27,7 +27,7 @@ export interface DecodeAudioOptions {
   maxSeconds?: number;
 }
 
-export type AudioFormat = 'wav' | 'ogg-opus';
+export type AudioContainer = 'wav' | 'ogg-opus';
 
 const MIN_RATE = 1000;
 const MAX_RATE = 768000;
@@ -39,7 +39,7 @@ function ascii(bytes: Uint8Array, at: number, len: number): string {
 }
 
 /** Identifies the container/codec from the first bytes; throws AUDIO_UNSUPPORTED for anything else. */
-export function detectAudioFormat(bytes: Uint8Array): AudioFormat {
+export function detectAudioFormat(bytes: Uint8Array): AudioContainer {
   if (ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 4) === 'WAVE') return 'wav';
   if (ascii(bytes, 0, 4) === 'OggS') {
     // First page: 27-byte header, then the lacing table, then the first packet (the codec's ID header).

@@ -13,8 +13,8 @@
 // the left-edge reflect padding fall outside the emitted part; the lookahead puts the right-edge padding
 // past it. Every frame is decoded (chunk + left + lookahead) / chunk times: constant, so linear in total.
 //
-// Exactness, measured against one whole-sequence decode of 300 random frames (test/codec-stream.test.ts;
-// tiny preset, musicgen-tiny fixture, and in a scratch run a random codec of musicgen-small's size):
+// Exactness against one whole-sequence decode of 300 random frames (test/codec-stream.test.ts, on the
+// tiny preset and the musicgen-tiny fixture; a random codec of musicgen-small's size behaves the same):
 // * Right edge: decoding frames [0, n) gives the whole-sequence audio exactly up to sample
 //   (n - 4) * hop + 158, so lookaheadFrames >= 4 makes the emitted part's right edge exact. With 2 the
 //   chunk tails are off by the order of the signal (max error 0.7-1.5, SNR ~19 dB); 6 changes nothing.
@@ -25,13 +25,12 @@
 //   stream is a true sequence start, so the first windows begin at frame 0 and are exact.
 // * Cross-fade (crossfadeSamples, default 0 = off): blends the previous window's audio just past its chunk
 //   end (decoded in its lookahead) into the head of the new chunk. With lookahead 4 the previous window is
-//   exact for 158 samples past its chunk end, so a fade of up to 158 samples costs nothing and moves the
-//   boundary towards the exact audio; measured, 128 samples gain only 0.5 dB SNR (max error unchanged on
-//   the preset, -25% on the fixture), less than one more frame of left context, and the largest
-//   sample-to-sample jump of the error barely moves (0 to -30%): there is no step at the boundary for it to
-//   hide, the error is spread over the first frames of the chunk. Past the exact part of the lookahead it mixes in the
-//   right-edge padding error (640 samples with lookahead 4: 37 dB instead of 124). So it stays off; more
-//   left context is the better lever. Keep crossfadeSamples <= (lookaheadFrames - 4) * hop + 158 if used.
+//   exact for 158 samples past its chunk end, so a fade of up to 158 samples costs nothing; 128 samples
+//   gain 0.5 dB SNR (less than one more frame of left context) and leave the largest sample-to-sample jump
+//   of the error about where it is: there is no step at the boundary to hide, the error is spread over the
+//   chunk's first frames. Past the exact part of the lookahead a fade mixes in the right-edge padding error
+//   (640 samples with lookahead 4: 37 dB against 124). It is off by default because more left context is
+//   the better lever; keep crossfadeSamples <= (lookaheadFrames - 4) * hop + 158 if used.
 //
 // Frame history is bounded: frames older than the next window's start are dropped. Frames pushed but not
 // yet decoded are kept until decoded (the caller is expected to call decodeNext() whenever ready()).
@@ -102,12 +101,6 @@ export type CodecStreamErrorCode = keyof typeof CODEC_STREAM_ERRORS;
 
 export class CodecStreamError extends RiverrunError<CodecStreamErrorCode> {}
 
-/** What CodecStream.forModel needs of a ModelBundle. */
-export interface CodecModel {
-  readonly config: { readonly codec: { readonly hop: number }; readonly decoder: { readonly numCodebooks: number } };
-  decodeAudio(codes: BigInt64Array, batch: number, frames: number): Promise<Float32Array>;
-}
-
 export class CodecStream {
   readonly codebooks: number;
   readonly hop: number;
@@ -171,16 +164,6 @@ export class CodecStream {
     this.lookaheadFrames = lookaheadFrames;
     this.crossfadeSamples = crossfadeSamples;
     this.store = new Int32Array((leftContextFrames + 2 * (chunkFrames + lookaheadFrames)) * codebooks);
-  }
-
-  /** A stream over a ModelBundle's codec decoder (batch row 0), with DEFAULT_CODEC_STREAM unless overridden. */
-  static forModel(model: CodecModel, options: Partial<Omit<CodecStreamOptions, 'codebooks' | 'hop'>> = {}): CodecStream {
-    return new CodecStream((codes, frames) => model.decodeAudio(codes, 1, frames), {
-      ...DEFAULT_CODEC_STREAM,
-      ...options,
-      codebooks: model.config.decoder.numCodebooks,
-      hop: model.config.codec.hop,
-    });
   }
 
   /** Frames per emitted frame decoded in steady state: (chunk + left + lookahead) / chunk. */
@@ -267,16 +250,15 @@ export class CodecStream {
 
   /**
    * The language model's context was reset: the frames pushed from now on come from a new token history.
-   * Decision: the codec keeps its history and decodes across the boundary as ONE code sequence. Nothing is
-   * dropped or restarted, so
+   * The codec keeps its history and decodes across the boundary as one code sequence, dropping and
+   * restarting nothing, so
    * - every pushed frame still becomes exactly `hop` samples, in order: frame numbers, pts and the audio
    *   stay in step (dropping the frames pending at the reset would lose up to chunk + lookahead - 1 frames
    *   and shift everything after it);
-   * - the cut sounds the way the codec renders those codes back to back, exactly like an offline decode of
-   *   the whole stream: the convolutions blend the ~4 frames either side and the LSTM carries on. A cold
-   *   restart instead would end the old audio on reflect padding and start the new one from a zero LSTM
-   *   state, two artificial edges meeting at the cut (the random test models cannot tell the two apart:
-   *   their output is noise-like, so a cut is no sharper than any other sample step).
+   * - the cut sounds the way the codec renders those codes back to back, as an offline decode of the
+   *   whole stream would: the convolutions blend the ~4 frames either side and the LSTM carries on (a cold
+   *   restart would put two artificial edges at the cut: the old audio's reflect padding and a zero LSTM
+   *   state).
    * For an unrelated new sequence (a new stream) make a new CodecStream: it holds no model state.
    * Only counted (stats().resets).
    */

@@ -33,7 +33,8 @@ export interface EngineStats {
   steps: number;
 }
 
-export interface ModelInfo {
+/** The model the engine worker loaded, as its ready message reports it (not the server's wire ModelInfo). */
+export interface EngineModelInfo {
   name: string;
   random: boolean;
   sampleRate: number;
@@ -43,7 +44,7 @@ export interface ModelInfo {
 }
 
 export type EngineEvent =
-  | { type: 'ready'; model: ModelInfo }
+  | { type: 'ready'; model: EngineModelInfo }
   | { type: 'fatal'; message: string }
   | { type: 'log'; message: string }
   | { type: 'reply'; req: number; result?: unknown; error?: { code: string; message: string } }

@@ -7,7 +7,7 @@ import type { Device } from '../models/model-bundle.ts';
 import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../protocol/controls.ts';
 import type { AppliedEvent, EngineOptions, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
 import { EngineError } from './engine-errors.ts';
-import type { EngineEvent, EngineRequest, EngineStats, EngineWorkerData, ModelInfo } from './engine-protocol.ts';
+import type { EngineEvent, EngineModelInfo, EngineRequest, EngineStats, EngineWorkerData } from './engine-protocol.ts';
 import { spawnTsWorker } from './ts-worker.ts';
 
 export interface EngineStartOptions {
@@ -38,7 +38,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   private constructor(
     private readonly worker: Worker,
-    readonly model: ModelInfo,
+    readonly model: EngineModelInfo,
   ) {
     super();
   }
@@ -53,7 +53,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       engine: options.engine ?? {},
     };
     const worker = spawnTsWorker(new URL('./engine-worker.ts', import.meta.url), data);
-    const model = await new Promise<ModelInfo>((resolve, reject) => {
+    const model = await new Promise<EngineModelInfo>((resolve, reject) => {
       const onMessage = (e: EngineEvent): void => {
         if (e.type === 'log') options.log?.(e.message);
         else if (e.type === 'ready') {

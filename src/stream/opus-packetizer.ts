@@ -145,7 +145,7 @@ export class OpusPacketizer {
       let v = Math.round(x * 32768);
       if (v > 32767) v = 32767;
       else if (v < -32768) v = -32768;
-      else if (v !== v) v = 0;
+      else if (Number.isNaN(v)) v = 0;
       if (ch === 1) pcm16[i] = v;
       else {
         pcm16[2 * i] = v;

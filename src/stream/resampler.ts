@@ -153,11 +153,11 @@ export class Resampler {
     this.half = this.table.taps / 2;
     this.latency = Math.ceil((this.half * this.up) / this.down);
     this.buf = new Float64Array(Math.max(4096, 2 * this.table.taps));
-    this.reset();
+    this.restart();
   }
 
   /** Forgets all input: the next sample pushed is time 0 again. */
-  reset(): void {
+  private restart(): void {
     // Output 0 needs x[-half+1 .. half]: start with half-1 zeros of history before the first sample.
     this.bufStart = -(this.half - 1);
     this.bufLen = this.half - 1;
@@ -181,7 +181,7 @@ export class Resampler {
     this.append(null, this.half);
     // Outputs with time < end, i.e. base <= end - 1.
     const out = this.produce(end - 1);
-    this.reset();
+    this.restart();
     return out;
   }
 

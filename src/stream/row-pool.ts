@@ -22,6 +22,19 @@ export interface PromptEncoding {
   values: Float32Array[];
 }
 
+/** Cuts an encoding to the pool's text length (keeping the first tokens). */
+export function fitEncoding(e: PromptEncoding, shape: PoolShape): PromptEncoding {
+  const S = shape.textTokens;
+  if (e.tokens <= S) return e;
+  const { heads: H, headDim: D } = shape;
+  const cut = (a: Float32Array): Float32Array => {
+    const out = new Float32Array(H * S * D);
+    for (let h = 0; h < H; h++) out.set(a.subarray(h * e.tokens * D, (h * e.tokens + S) * D), h * S * D);
+    return out;
+  };
+  return { tokens: S, keys: e.keys.map(cut), values: e.values.map(cut) };
+}
+
 export class RowPool {
   kv: KvWindow;
   crossKeys: Float32Array[];

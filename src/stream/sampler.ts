@@ -1,5 +1,5 @@
-// Turning a codebook's logits into a token: classifier-free guidance, temperature, top-k, top-p, then a
-// draw from the stream's own generator (or argmax when greedy).
+// Turning a codebook's guided scores into a token: temperature, top-k, top-p, then a draw from the
+// stream's own generator (or argmax when greedy). Guidance itself is in guidance.ts.
 import type { Rng } from './rng.ts';
 
 export interface SamplingConfig {
@@ -9,12 +9,6 @@ export interface SamplingConfig {
   topK: number;
   /** Keep the smallest set with probability >= p (0 or 1 = off). */
   topP: number;
-}
-
-/** out = uncond + (cond - uncond) * scale, MusicGen's guidance, written into `out`. */
-export function guide(out: Float32Array, cond: Float32Array, uncond: Float32Array, scale: number): Float32Array {
-  for (let i = 0; i < out.length; i++) out[i] = uncond[i]! + (cond[i]! - uncond[i]!) * scale;
-  return out;
 }
 
 /** First index of the maximum. */
@@ -76,7 +70,7 @@ export function sample(scores: Float32Array, config: SamplingConfig, rng: Rng): 
 
 let scratch = new Float32Array(0);
 
-/** The k-th largest value, by quickselect on a scratch copy (a full sort was a third of a step). */
+/** The k-th largest value, by quickselect on a scratch copy (a full sort would cost about a third of a step). */
 export function kthLargest(values: Float32Array, k: number): number {
   if (scratch.length < values.length) scratch = new Float32Array(values.length);
   const a = scratch.subarray(0, values.length);

@@ -1,92 +1,305 @@
 // One generation in the engine: its controls (prompts, config, playback), its random generator, its
-// token history, and its audio chain (codec chunks -> 48 kHz -> Opus packets). The engine owns the
-// decoder rows; a stream knows how many it needs: one unconditional row, then one per prompt.
+// token history, its decoder rows' layout, its lead and speed accounting, and its audio chain (codec
+// chunks -> 48 kHz -> Opus packets). The engine places the rows in its pool and runs the stages of a
+// step; every change of a stream's state goes through the methods here.
 
 import type { GenerationConfig, PlaybackState, WeightedPrompt } from '../protocol/controls.ts';
 import type { CodecStream } from './codec-stream.ts';
+import { ControlTimeline } from './control-timeline.ts';
+import { LeadClock } from './lead-clock.ts';
 import type { OpusPacketizer } from './opus-packetizer.ts';
+import type { PendingControl } from './pending-control.ts';
+import { ProgressMeter } from './progress-meter.ts';
 import { PromptMix } from './prompt-mix.ts';
 import type { Resampler } from './resampler.ts';
 import { Rng } from './rng.ts';
+import { RowLayout } from './row-layout.ts';
 import type { PromptEncoding } from './row-pool.ts';
-import { TokenHistory } from './token-history.ts';
+import { type CompletedFrame, TokenHistory } from './token-history.ts';
 
-/** A steering change waiting for its prompts to be encoded; applied at the first step after. */
-export interface PendingControl {
-  prompts?: WeightedPrompt[];
-  transitionMs: number;
-  config?: GenerationConfig;
-  encodings: Map<string, PromptEncoding>;
-  missing: Set<string>;
+export interface StreamParts {
+  id: string;
+  /** Starting prompts, and the encoding of each prompt's text. */
+  prompts: WeightedPrompt[];
+  encodings: ReadonlyMap<string, PromptEncoding>;
+  config: GenerationConfig;
+  codebooks: number;
+  pad: number;
+  codec: CodecStream;
+  resampler: Resampler;
+  packetizer: OpusPacketizer;
+  /** Emit each frame's codes. */
+  tapCodes: boolean;
 }
 
 export class Stream {
+  readonly id: string;
+  readonly codec: CodecStream;
+  readonly resampler: Resampler;
+  readonly packetizer: OpusPacketizer;
+  readonly tapCodes: boolean;
+  readonly #codebooks: number;
+  readonly #pad: number;
+
   /** Version of prompts + config: bumped whenever a change takes effect. */
-  control = 0;
-  prompts: WeightedPrompt[];
-  config: GenerationConfig;
-  rng: Rng;
-  readonly mix = new PromptMix();
-  history: TokenHistory;
-  state: PlaybackState = 'playing';
-  pending: PendingControl[] = [];
+  #control = 0;
+  #prompts: WeightedPrompt[];
+  #config: GenerationConfig;
+  #rng: Rng;
+  readonly #mix = new PromptMix();
+  #layout: RowLayout;
+  #history: TokenHistory;
+  #state: PlaybackState = 'playing';
+  #pending: PendingControl[] = [];
   /** Set when the stream must restart from an empty history at its next step (reset_context, stop). */
-  resetPending = false;
+  #resetPending = false;
   /** Set when the history has a prefix the decoder has not seen (audio prompt, re-prime). */
-  needsPrefill = false;
+  #needsPrefill = false;
   /** Prompts added mid-stream whose rows have not seen the history yet (their windows are built from it
    * under their own text before the stream's next step). */
-  readonly unprimedPrompts = new Set<string>();
+  readonly #unprimed = new Set<string>();
   /** Absolute index of the next frame to complete: where the audio timeline continues after a reset. */
-  nextFrame = 0;
+  #nextFrame = 0;
+  readonly #clock = new LeadClock();
+  readonly #timeline = new ControlTimeline();
+  readonly #progress = new ProgressMeter();
 
-  // Lead accounting, in ms of the stream's own audio clock.
-  /** wall time at which the listener's playback of packet 0 (re-anchored after pauses and underruns) began */
-  anchor: number | null = null;
-  emittedMs = 0;
-  underruns = 0;
-  pausedAt: number | null = null;
-
-  /** Absolute frame index -> control that generated it (pruned as packets go out). */
-  readonly frameControl = new Map<number, number>();
-  framesGenerated = 0;
-  /** recent (wall ms, frames generated) samples for the real-time factor */
-  readonly progress: [number, number][] = [];
-
-  constructor(
-    readonly id: string,
-    prompts: WeightedPrompt[],
-    config: GenerationConfig,
-    codebooks: number,
-    pad: number,
-    readonly codec: CodecStream,
-    readonly resampler: Resampler,
-    readonly packetizer: OpusPacketizer,
-    readonly tapCodes: boolean,
-  ) {
-    this.prompts = prompts;
-    this.config = config;
-    this.rng = new Rng(config.seed);
-    this.history = new TokenHistory(codebooks, pad);
+  constructor(parts: StreamParts) {
+    this.id = parts.id;
+    this.codec = parts.codec;
+    this.resampler = parts.resampler;
+    this.packetizer = parts.packetizer;
+    this.tapCodes = parts.tapCodes;
+    this.#codebooks = parts.codebooks;
+    this.#pad = parts.pad;
+    this.#prompts = parts.prompts;
+    this.#config = parts.config;
+    this.#rng = new Rng(parts.config.seed);
+    this.#history = new TokenHistory(parts.codebooks, parts.pad);
+    this.#mix.retarget(
+      parts.prompts.map((p) => ({ ...p, encoding: parts.encodings.get(p.text)! })),
+      0,
+      true,
+    );
+    this.#mix.advance();
+    this.#layout = new RowLayout(this.#mix.prompts.length);
   }
 
-  /** Rows in the decoder: the unconditional row, then one per prompt in the mix. */
+  get control(): number {
+    return this.#control;
+  }
+
+  get prompts(): WeightedPrompt[] {
+    return this.#prompts;
+  }
+
+  get config(): GenerationConfig {
+    return this.#config;
+  }
+
+  get rng(): Rng {
+    return this.#rng;
+  }
+
+  /** The prompts in the decoder rows and their weights now. */
+  get mix(): PromptMix {
+    return this.#mix;
+  }
+
+  get history(): TokenHistory {
+    return this.#history;
+  }
+
+  get state(): PlaybackState {
+    return this.#state;
+  }
+
+  get playing(): boolean {
+    return this.#state === 'playing';
+  }
+
+  get underruns(): number {
+    return this.#clock.underruns;
+  }
+
+  /** Order of the stream's decoder rows: one per prompt in the mix, then the unconditional row. */
+  get layout(): RowLayout {
+    return this.#layout;
+  }
+
+  /** Rows in the decoder. */
   get rows(): number {
-    return 1 + this.mix.prompts.length;
+    return this.#layout.rows;
+  }
+
+  /** True until the first packet after a start has gone out. */
+  get unanchored(): boolean {
+    return !this.#clock.anchored;
+  }
+
+  /** True when the next step has work before its decoder run or has no lead to wait for. */
+  get wantsStepNow(): boolean {
+    return !this.#clock.anchored || this.#needsPrefill || this.#resetPending;
+  }
+
+  /** True when every row must be run through the history's prefix before the next step. */
+  get prefillDue(): boolean {
+    return this.#needsPrefill;
+  }
+
+  /** Prompts whose rows must be run through the history's prefix before the next step. */
+  get unprimedPrompts(): ReadonlySet<string> {
+    return this.#unprimed;
   }
 
   /** Audio buffered ahead of the listener, in ms (negative: the listener ran dry). */
   lead(now: number): number {
-    if (this.anchor === null) return 0;
-    const clock = this.pausedAt ?? now;
-    return this.emittedMs - (clock - this.anchor);
+    return this.#clock.lead(now);
   }
 
   /** Generated audio per wall time over the last few seconds (1 = just real time). */
   rtf(frameRate: number): number {
-    if (this.progress.length < 2) return 0;
-    const [t0, f0] = this.progress[0]!;
-    const [t1, f1] = this.progress[this.progress.length - 1]!;
-    return t1 > t0 ? (f1 - f0) / frameRate / ((t1 - t0) / 1000) : 0;
+    return this.#progress.rtf(frameRate);
+  }
+
+  // Playback.
+
+  pause(now: number): void {
+    if (this.#state !== 'playing') return;
+    this.#state = 'paused';
+    this.#clock.pause(now);
+  }
+
+  play(now: number): void {
+    this.#clock.resume(now);
+    this.#state = 'playing';
+  }
+
+  /** Ends output and forgets the music; prompts and config stay. Play starts afresh. */
+  stop(): void {
+    this.#state = 'stopped';
+    this.#resetPending = true;
+    this.#clock.forget();
+  }
+
+  /** The next step starts a new history (the audio timeline continues). */
+  requestReset(): void {
+    this.#resetPending = true;
+  }
+
+  /** A playing stream whose listener ran dry is re-anchored, as a player re-buffers. */
+  catchUpUnderrun(now: number): void {
+    if (this.#state === 'playing') this.#clock.catchUp(now);
+  }
+
+  /** `ms` of audio went out. */
+  sent(ms: number, now: number): void {
+    this.#clock.sent(ms, now);
+  }
+
+  // Controls.
+
+  queueControl(c: PendingControl): void {
+    this.#pending.push(c);
+  }
+
+  /** Forgets a queued control (its prompts could not be encoded). */
+  dropControl(c: PendingControl): void {
+    this.#pending = this.#pending.filter((p) => p !== c);
+  }
+
+  /** The oldest queued control if its prompts are encoded (it leaves the queue), else undefined. */
+  takeReadyControl(): PendingControl | undefined {
+    return this.#pending.length > 0 && this.#pending[0]!.ready ? this.#pending.shift() : undefined;
+  }
+
+  /** Makes a control take effect (prompts ramp over `transitionFrames`); true when the rows changed. */
+  applyControl(c: PendingControl, transitionFrames: number): boolean {
+    let rowsChanged = false;
+    if (c.prompts) {
+      this.#prompts = c.prompts;
+      const before = this.#mix.prompts.map((p) => p.text).join('\0');
+      this.#mix.retarget(
+        c.prompts.map((p) => ({ ...p, encoding: c.encoding(p.text) })),
+        transitionFrames,
+        transitionFrames === 0,
+      );
+      rowsChanged = this.#mix.prompts.map((p) => p.text).join('\0') !== before;
+      this.#relayoutRows();
+    }
+    if (c.config) {
+      if (c.config.seed !== this.#config.seed) this.#rng = new Rng(c.config.seed);
+      this.#config = c.config;
+    }
+    this.#control++;
+    return rowsChanged;
+  }
+
+  /** A pending reset of a playing stream takes effect: a new, empty history. True when it did. */
+  restartIfPending(): boolean {
+    if (!this.#resetPending || this.#state !== 'playing') return false;
+    this.#resetPending = false;
+    this.#history = new TokenHistory(this.#codebooks, this.#pad, this.#nextFrame);
+    this.#unprimed.clear();
+    this.codec.reset();
+    return true;
+  }
+
+  // History.
+
+  /** Starts the history from an audio prompt's codes [frame][k]; returns the frames complete in it. */
+  startFromAudio(frames: number[][]): CompletedFrame[] {
+    const complete = this.#history.startFrom(frames);
+    this.#needsPrefill = true;
+    return complete;
+  }
+
+  /** When the history fills the window: keeps its last `keep` frames and asks for a prefill. */
+  reprimeIfFull(window: number, keep: number): void {
+    if (this.#history.position < window) return;
+    this.#history.reprime(keep);
+    this.#needsPrefill = true;
+  }
+
+  /** A prompt added mid-stream: its new row has not seen the history. */
+  markUnprimed(text: string): void {
+    this.#unprimed.add(text);
+  }
+
+  /** Every row has seen the history's prefix. */
+  primed(): void {
+    this.#needsPrefill = false;
+    this.#unprimed.clear();
+  }
+
+  /** Appends a sampled column (the array is kept); returns the frame it completed, if any. */
+  appendColumn(tokens: number[]): CompletedFrame | null {
+    const done = this.#history.append(tokens);
+    this.#timeline.mark(this.#history.nextFrame - 1, this.#control);
+    return done;
+  }
+
+  /** A complete frame goes to the codec. */
+  completeFrame(frame: number, codes: number[]): void {
+    this.codec.push(codes);
+    this.#timeline.markIfUnset(frame, this.#control);
+    this.#nextFrame = frame + 1;
+  }
+
+  /** After the step's column: ramps advance one frame; true when a prompt was dropped (the rows change). */
+  finishStep(now: number): boolean {
+    const dropped = this.#mix.advance();
+    if (dropped) this.#relayoutRows();
+    this.#progress.record(now);
+    return dropped;
+  }
+
+  /** Control of the frame whose audio starts at codec frame `frame`. */
+  controlAt(frame: number): number {
+    return this.#timeline.controlAt(frame, this.#control);
+  }
+
+  #relayoutRows(): void {
+    if (this.#layout.prompts !== this.#mix.prompts.length) this.#layout = new RowLayout(this.#mix.prompts.length);
   }
 }

@@ -1,0 +1,89 @@
+// Where each stream's rows sit in the row pool: streams one after another in creation order, each
+// stream's rows contiguous and in its RowLayout order, so that any set of streams is one contiguous range
+// of rows. Owns the pool and lays it out anew when rows come or go (a stream or a prompt).
+import type { RowLayout } from './row-layout.ts';
+import { type PoolShape, type PromptEncoding, RowPool } from './row-pool.ts';
+import type { Stream } from './stream.ts';
+
+/** A contiguous range of pool rows. */
+export interface RowSpan {
+  first: number;
+  rows: number;
+}
+
+export class BatchLayout {
+  #pool: RowPool;
+  /** row keys ("stream\0uncond" / "stream\0p:text") of the pool, in order */
+  #rowKeys: string[] = [];
+  readonly #firstRow = new Map<Stream, number>();
+  #dirty = false;
+
+  constructor(shape: PoolShape) {
+    this.#pool = new RowPool(shape);
+  }
+
+  get pool(): RowPool {
+    return this.#pool;
+  }
+
+  /** True when the rows changed since the last relayout. */
+  get dirty(): boolean {
+    return this.#dirty;
+  }
+
+  markDirty(): void {
+    this.#dirty = true;
+  }
+
+  /** Pool row of the stream's first row. */
+  firstRow(s: Stream): number {
+    return this.#firstRow.get(s)!;
+  }
+
+  /** The range of rows covering every stream of `streams` (and whatever lies between them). */
+  span(streams: readonly Stream[]): RowSpan {
+    let first = Infinity;
+    let last = -Infinity;
+    for (const s of streams) {
+      const at = this.#firstRow.get(s)!;
+      if (at < first) first = at;
+      if (at + s.rows > last) last = at + s.rows;
+    }
+    return { first, rows: last - first };
+  }
+
+  /**
+   * Lays the pool out for `streams` and their current prompts: rows that stay keep their windows and
+   * prompts, new rows get their prompt's cross-attention inputs (or the null condition) and empty windows.
+   */
+  relayout(streams: readonly Stream[]): void {
+    const old = new Map(this.#rowKeys.map((k, i) => [k, i]));
+    const keys: string[] = [];
+    const sources: (number | null)[] = [];
+    const fresh: { row: number; encoding: PromptEncoding | null }[] = [];
+    this.#firstRow.clear();
+    for (const s of streams) {
+      this.#firstRow.set(s, keys.length);
+      const layout: RowLayout = s.layout;
+      for (let r = 0; r < layout.rows; r++) {
+        const i = layout.promptOf(r);
+        const p = i < 0 ? null : s.mix.prompts[i]!;
+        const key = p ? `${s.id}\0p:${p.text}` : `${s.id}\0uncond`;
+        const was = old.get(key);
+        keys.push(key);
+        sources.push(was ?? null);
+        if (was !== undefined) continue;
+        fresh.push({ row: keys.length - 1, encoding: p ? p.encoding : null });
+        // A prompt added mid-stream conditions the whole history, as MusicGen's p(next | history, text)
+        // does: its row's window is built from the history under its own text (one prefill of one row),
+        // not copied from another prompt's row, whose keys and values past the first layer carry that
+        // other text.
+        if (p && s.history.position > 0) s.markUnprimed(p.text);
+      }
+    }
+    this.#pool = this.#pool.relayout(sources);
+    for (const f of fresh) this.#pool.setPrompt(f.row, f.encoding);
+    this.#rowKeys = keys;
+    this.#dirty = false;
+  }
+}

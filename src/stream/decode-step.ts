@@ -1,0 +1,64 @@
+// The batched decoder run of a step: one new column for every picked stream, all of their rows in one
+// contiguous range of the pool, then the new keys and values written back into the rows' windows.
+import type { ModelBundle } from '../models/model-bundle.ts';
+import type { BatchLayout, RowSpan } from './batch-layout.ts';
+import type { RowPool } from './row-pool.ts';
+import type { Stream } from './stream.ts';
+
+/** What a decoder run over the pool needs besides its rows. */
+export interface DecoderSetup {
+  model: ModelBundle;
+  /** Self-attention window (positions) of the pool. */
+  window: number;
+  /** Text tokens per row of the pool. */
+  textTokens: number;
+}
+
+export interface DecodedStep extends RowSpan {
+  /** Logits [rows, K, V] of the span's rows. */
+  logits: Float32Array;
+  newKv: Float32Array;
+  /** Where each row's new K/V entry goes; -1 for rows in the span that were not picked (discarded). */
+  writeAt: number[];
+  /** ms inside the decoder run */
+  ms: number;
+}
+
+/** Feeds each picked stream's next column to its rows (one token each) in one decoder run. */
+export async function decodeStep(setup: DecoderSetup, batch: BatchLayout, selected: readonly Stream[]): Promise<DecodedStep> {
+  const { first, rows: R } = batch.span(selected);
+  const d = setup.model.config.decoder;
+  const K = d.numCodebooks;
+  const ids = new BigInt64Array(R * K).fill(BigInt(d.padId));
+  const positions = new BigInt64Array(R);
+  const pastLength = new BigInt64Array(R);
+  const writeAt = new Array<number>(R).fill(-1);
+  for (const s of selected) {
+    const input = s.history.nextInput();
+    const p = s.history.position;
+    const r0 = batch.firstRow(s) - first;
+    for (let r = r0; r < r0 + s.rows; r++) {
+      for (let k = 0; k < K; k++) ids[r * K + k] = BigInt(input[k]!);
+      positions[r] = BigInt(p);
+      pastLength[r] = BigInt(p);
+      writeAt[r] = p;
+    }
+  }
+  const t0 = performance.now();
+  const out = await setup.model.decode({
+    rows: R,
+    tokens: 1,
+    ids,
+    positions,
+    pastLength,
+    window: setup.window,
+    textTokens: setup.textTokens,
+    ...batch.pool.views(first, R),
+  });
+  return { first, rows: R, logits: out.logits, newKv: out.newKv, writeAt, ms: performance.now() - t0 };
+}
+
+/** Writes the step's new keys and values into the picked rows' windows. */
+export function writeKv(pool: RowPool, step: DecodedStep): void {
+  pool.kv.write(step.newKv, step.first, step.rows, 1, step.writeAt);
+}

@@ -1,0 +1,39 @@
+// Which streams step now: the playing streams below their lead target, the driest first, as many as fit
+// the decoder's batch. Streams ahead of the target take no compute.
+import type { Stream } from './stream.ts';
+
+/** Lead for ordering: a stream that has sent nothing yet comes first. */
+function leadOf(s: Stream, now: number): number {
+  return s.unanchored ? -Infinity : s.lead(now);
+}
+
+/** Playing streams below `leadTargetMs` (every playing stream with `force`), the driest first. */
+export function dueStreams(streams: readonly Stream[], now: number, leadTargetMs: number, force: boolean): Stream[] {
+  return streams
+    .filter((s) => s.playing && (force || s.unanchored || s.lead(now) < leadTargetMs))
+    .sort((a, b) => leadOf(a, now) - leadOf(b, now));
+}
+
+/** The first due streams whose rows fit `maxRows` (at least one). */
+export function pickBatch(due: readonly Stream[], maxRows: number): Stream[] {
+  const selected: Stream[] = [];
+  let rows = 0;
+  for (const s of due) {
+    if (rows + s.rows > maxRows && selected.length > 0) break;
+    selected.push(s);
+    rows += s.rows;
+  }
+  return selected;
+}
+
+/** ms until some playing stream is due (0 = now), or null when none is playing. */
+export function msUntilDue(streams: readonly Stream[], now: number, leadTargetMs: number): number | null {
+  let wait: number | null = null;
+  for (const s of streams) {
+    if (!s.playing) continue;
+    const w = Math.max(0, s.lead(now) - leadTargetMs);
+    if (s.wantsStepNow) return 0;
+    wait = wait === null ? w : Math.min(wait, w);
+  }
+  return wait;
+}
