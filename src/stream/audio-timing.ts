@@ -1,7 +1,9 @@
 // The engine's audio clock: 48 kHz output in 20 ms Opus packets, and the conversion between codec frames
 // (hop samples at the codec's rate) and 48 kHz sample indices (pts).
+import { OPUS_RATE } from './opus-packetizer.ts';
 
-export const OUTPUT_RATE = 48000;
+/** Sample rate of the engine's output: the Opus packets' rate. */
+export const OUTPUT_RATE = OPUS_RATE;
 export const PACKET_MS = 20;
 
 export class AudioTiming {

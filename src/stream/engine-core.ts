@@ -14,8 +14,7 @@ import { EngineError } from './engine-errors.ts';
 import type { EngineOptions } from './engine-options.ts';
 import { feedCodec } from './feed-codec.ts';
 import { guideAndSample } from './guidance.ts';
-import type { OpusPacket } from './opus-packetizer.ts';
-import { OpusPacketizer } from './opus-packetizer.ts';
+import { type OpusPacket, OpusPacketizer } from './opus-packetizer.ts';
 import { packetize } from './packetize.ts';
 import { PendingControl } from './pending-control.ts';
 import { primeStream } from './prefill.ts';
@@ -24,7 +23,7 @@ import { fitEncoding, type PoolShape, type PromptEncoding, type RowPool } from '
 import { dueStreams, msUntilDue, pickBatch } from './scheduler.ts';
 import { Stream } from './stream.ts';
 
-export { OUTPUT_RATE, PACKET_MS } from './audio-timing.ts';
+export { PACKET_MS } from './audio-timing.ts';
 export { defaultEngineOptions, type EngineOptions, keepFramesFor } from './engine-options.ts';
 
 export interface StreamSpec {
@@ -237,8 +236,8 @@ export class EngineCore {
     writeKv(this.pool, step);
     for (const s of selected) {
       const first = this.batch.firstRow(s) - step.first;
-      const { guidance } = s.config;
-      const tokens = guideAndSample(this.scores, step.logits, first, s.layout, s.mix.weights(), guidance, s.config, s.rng, this.K);
+      const { config } = s;
+      const tokens = guideAndSample(this.scores, step.logits, first, s.layout, s.mix.weights(), config.guidance, config, s.rng, this.K);
       const done = s.appendColumn(tokens);
       if (done) feedCodec(s, done, this.sink);
       if (s.finishStep(now)) this.batch.markDirty();

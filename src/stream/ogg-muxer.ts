@@ -26,10 +26,10 @@ import { randomInt } from 'node:crypto';
  * 100 ms pages add nothing they would notice; the engine also emits 0.5 s batches (25 packets), which
  * split into whole 5-packet pages with nothing left waiting. Low-latency listeners use the WebSocket path.
  */
-export const DEFAULT_MAX_PACKETS_PER_PAGE = 5;
+const DEFAULT_MAX_PACKETS_PER_PAGE = 5;
 
 /** Bytes of the fixed page header (before the lacing table). */
-export const OGG_PAGE_HEADER_BYTES = 27;
+const OGG_PAGE_HEADER_BYTES = 27;
 const MAX_SEGMENTS = 255;
 
 const FLAG_CONTINUED = 0x01;
