@@ -9,7 +9,7 @@ import { WebSocketServer } from 'ws';
 import { Checkpoint } from '../models/checkpoint.ts';
 import { defaultModelDir } from '../models/default-model.ts';
 import { PROTOCOL_PATH } from '../protocol/constants.ts';
-import { ProtocolError } from '../protocol/errors.ts';
+import { PROTOCOL_ERRORS, ProtocolError } from '../protocol/errors.ts';
 import type { SessionSpec } from '../protocol/messages.ts';
 import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
 import { Engine } from '../stream/engine.ts';
@@ -20,6 +20,7 @@ import { Connection, type ServerContext } from './connection.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
 import { OggStreams } from './ogg-http.ts';
+import { PROTOCOL_MODULE_URL, serveProtocolModule } from './protocol-module.ts';
 import { serveStatic } from './static-files.ts';
 
 const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
@@ -165,7 +166,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   const http = createServer((req, res) => {
     void handleHttp(req, res).catch((err: unknown) => {
       log.error({ err }, 'http handler failed');
-      if (!res.headersSent) res.writeHead(500).end();
+      if (!res.headersSent) res.writeHead(PROTOCOL_ERRORS.internal.httpStatus).end();
       else res.destroy();
     });
   });
@@ -205,7 +206,10 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     if (ogg) {
       const channel = channels.get(ogg[1]!);
       if (!channel || ctx.shuttingDown) {
-        res.writeHead(channel ? 503 : 404, { 'Content-Type': 'text/plain' }).end(channel ? 'shutting down\n' : 'no such channel\n');
+        const code = channel ? 'shutting_down' : 'not_found';
+        res
+          .writeHead(PROTOCOL_ERRORS[code].httpStatus, { 'Content-Type': 'text/plain' })
+          .end(channel ? 'shutting down\n' : 'no such channel\n');
         return;
       }
       metrics.listeners.inc({ transport: 'ogg' });
@@ -214,6 +218,10 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         metrics.listeners.dec({ transport: 'ogg' });
         metrics.bytesSent.inc({ transport: 'ogg' }, handle.stats?.totalBytes ?? 0);
       });
+      return;
+    }
+    if (path === PROTOCOL_MODULE_URL) {
+      await serveProtocolModule(req, res);
       return;
     }
     if (!serveStatic(config.webRoot, req, res, path)) res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
@@ -228,7 +236,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     if (path !== PROTOCOL_PATH) return refuse(404, 'Not Found');
     const origin = req.headers.origin;
     if (config.allowedOrigins.length > 0 && origin !== undefined && !config.allowedOrigins.includes(origin))
-      return refuse(403, 'Forbidden');
+      return refuse(PROTOCOL_ERRORS.forbidden.httpStatus, 'Forbidden');
     wss.handleUpgrade(req, socket, head, (ws) => {
       const id = randomUUID();
       const connLog = log.child({ conn: id });

@@ -5,16 +5,15 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 
 /**
- * URL path under /vendor/ -> file, resolved from this module. Both packages have an `exports` map that
- * does not list their browser builds (a bare `pkg/dist/...` specifier throws ERR_PACKAGE_PATH_NOT_EXPORTED),
- * so the files are named by their path in the project's node_modules.
+ * URL path under /vendor/ -> file, resolved from this module. The package's `exports` map does not list
+ * its browser build (a bare `pkg/dist/...` specifier throws ERR_PACKAGE_PATH_NOT_EXPORTED), so the file
+ * is named by its path in the project's node_modules.
  * - opus-decoder: UMD build (WASM inlined); sets globalThis['opus-decoder'] = {OpusDecoder, OpusDecoderWebWorker}.
  *   clients/web/decode-worker.js loads it with importScripts.
- * - msgpackr: UMD build without `new Function` (no CSP eval needed); sets globalThis.msgpackr.
+ * The page's msgpack comes with the protocol module (protocol-module.ts), not from here.
  */
 const ASSETS: Record<string, string> = {
   '/vendor/opus-decoder.min.js': '../../node_modules/opus-decoder/dist/opus-decoder.min.js',
-  '/vendor/msgpackr.min.js': '../../node_modules/msgpackr/dist/index-no-eval.min.js',
 };
 
 /** Absolute file for a /vendor/ URL path, or null. */
