@@ -14,7 +14,7 @@
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts';
 import { CLOSE_CODES } from '../../src/protocol/errors.ts';
 import { backoffDelay, isRetryable, type ReconnectOptions, reconnectOptions } from '../../src/protocol/reconnect.ts';
-import { RiverrunConnectError } from './connect-error.ts';
+import { type ClientEventErrorCode, RiverrunConnectError } from './errors.ts';
 import { Emitter } from './emitter.ts';
 import { PcmDecoder } from './pcm-decoder.ts';
 import type {
@@ -465,7 +465,7 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       msg = decodeMessage(data);
     } catch (err) {
       this.emit('error', {
-        code: 'client_bad_frame',
+        code: 'client_bad_frame' satisfies ClientEventErrorCode,
         message: `undecodable frame from the server: ${(err as Error).message}`,
         fatal: false,
       });
@@ -524,7 +524,7 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
       this.decoder = new PcmDecoder(
         msg.audio,
         (frame) => this.emit('pcm', frame),
-        (err) => this.emit('error', { code: 'client_decode', message: err.message, fatal: false }),
+        (err) => this.emit('error', { code: 'client_decode' satisfies ClientEventErrorCode, message: err.message, fatal: false }),
       );
     }
     this.emit('setup', msg);

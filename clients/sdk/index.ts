@@ -8,7 +8,7 @@ export { PACKET_SAMPLES, PROTOCOL_PATH } from '../../src/protocol/constants.ts';
 export { CLOSE_CODES } from '../../src/protocol/errors.ts';
 export { backoffDelay, DEFAULT_RECONNECT, isRetryable, RETRYABLE_ERROR_CODES } from '../../src/protocol/reconnect.ts';
 export { RiverrunClient } from './client.ts';
-export { CONNECT_ERRORS, type ConnectErrorCode, RiverrunConnectError } from './connect-error.ts';
+export { CLIENT_EVENT_ERRORS, type ClientEventErrorCode, CONNECT_ERRORS, type ConnectErrorCode, RiverrunConnectError } from './errors.ts';
 export { Emitter, type Listener } from './emitter.ts';
 export { MAX_CONCEALED_PACKETS, PcmDecoder } from './pcm-decoder.ts';
 export type * from './types.ts';

@@ -1,5 +1,7 @@
-// Why RiverrunClient.connect() failed, as an error of Riverrun's one shape (src/errors.ts): a stable
-// code, the WebSocket close code, and the server's fatal error when it sent one.
+// The SDK's own error codes. RiverrunConnectError says why connect() failed, in Riverrun's one error
+// shape (src/errors.ts): a stable code, the WebSocket close code, and the server's fatal error when it
+// sent one. CLIENT_EVENT_ERRORS are the codes of `error` events that the SDK raises itself; they share
+// the event's `code` field with protocol v1's wire codes, hence lower_snake with a `client_` prefix.
 import { type ErrorRegistry, RiverrunError } from '../../src/errors.ts';
 import type { RiverrunErrorEvent } from './types.ts';
 
@@ -11,6 +13,13 @@ export const CONNECT_ERRORS = {
 } as const satisfies ErrorRegistry;
 
 export type ConnectErrorCode = keyof typeof CONNECT_ERRORS;
+
+export const CLIENT_EVENT_ERRORS = {
+  client_decode: { meaning: 'The PCM decoder failed (loading opus-decoder, or a packet libopus refuses); not fatal.' },
+  client_bad_frame: { meaning: 'A frame from the server is not msgpack; it is dropped, not fatal.' },
+} as const satisfies ErrorRegistry;
+
+export type ClientEventErrorCode = keyof typeof CLIENT_EVENT_ERRORS;
 
 /** connect() failed, or the client closed before connecting. */
 export class RiverrunConnectError extends RiverrunError<ConnectErrorCode> {
