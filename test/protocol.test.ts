@@ -560,7 +560,9 @@ describe('error registry', () => {
   });
 
   it('docs/errors.md documents every code, with the same fatal flag and close code, and no other', () => {
-    const rows = [...ERRORS_DOC.matchAll(/^\| `([a-z_]+)` \| protocol v1 \(`ProtocolError`\) \| [^|]+ \| (yes|no) \| (\d{4}) \| (.+) \|$/gm)];
+    const rows = [
+      ...ERRORS_DOC.matchAll(/^\| `([a-z_]+)` \| protocol v1 \(`ProtocolError`\) \| [^|]+ \| (yes|no) \| (\d{4}) \| (.+) \|$/gm),
+    ];
     const documented = new Map(rows.map((m) => [m[1]!, { fatal: m[2] === 'yes', closeCode: Number(m[3]) }]));
     expect(rows.length).toBe(documented.size); // no code twice
     expect([...documented.keys()].sort()).toEqual([...ERROR_CODES].sort());

@@ -14,8 +14,8 @@
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts';
 import { CLOSE_CODES } from '../../src/protocol/errors.ts';
 import { backoffDelay, isRetryable, type ReconnectOptions, reconnectOptions } from '../../src/protocol/reconnect.ts';
-import { type ClientEventErrorCode, RiverrunConnectError } from './errors.ts';
 import { Emitter } from './emitter.ts';
+import { type ClientEventErrorCode, RiverrunConnectError } from './errors.ts';
 import { PcmDecoder } from './pcm-decoder.ts';
 import type {
   AppliedMessage,
