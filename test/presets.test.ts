@@ -8,17 +8,12 @@ import { UsageError } from '../src/cli/usage-error.ts';
 import { Checkpoint } from '../src/models/checkpoint.ts';
 import { parseMusicgenConfig } from '../src/models/config.ts';
 import { CheckpointError } from '../src/models/errors.ts';
-import {
-  presetConfig,
-  presetGenerationConfig,
-  presetTokenizerFiles,
-  presetVocab,
-  presetWeightBytes,
-  sinusoidalPositions,
-  tensorSpecs,
-  writeRandomCheckpoint,
-} from '../src/models/presets.ts';
+import { presetConfig, presetGenerationConfig } from '../src/models/presets/config-files.ts';
+import { tensorSpecs } from '../src/models/presets/tensor-specs.ts';
+import { presetTokenizerFiles, presetVocab } from '../src/models/presets/tokenizer-files.ts';
+import { presetWeightBytes, writeRandomCheckpoint } from '../src/models/presets.ts';
 import { SafetensorsFile } from '../src/models/safetensors.ts';
+import { sinusoidalPositions } from '../src/models/sinusoidal.ts';
 import { loadTokenizer } from '../src/models/tokenizer.ts';
 
 const FIXTURE = '/work/shared/fixtures/musicgen-tiny';

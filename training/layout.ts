@@ -1,10 +1,11 @@
 // Helper for the Python training code (run with `node --import tsx training/layout.ts ...`):
-//   specs CONFIG.json        -> JSON [[name, shape], ...] of tensorSpecs(config) (src/models/presets.ts)
+//   specs CONFIG.json        -> JSON [[name, shape], ...] of tensorSpecs(config) (src/models/presets/tensor-specs.ts)
 //   random-tiny DIR          -> writes the random `tiny` preset checkpoint into DIR
 //   tokenize TOKENIZER.json  -> reads a JSON list of strings on stdin, prints their ids with the real
 //                               loader (src/models/tokenizer.ts, @huggingface/tokenizers)
 import { readFileSync } from 'node:fs';
-import { tensorSpecs, writeRandomCheckpoint } from '../src/models/presets.ts';
+import { tensorSpecs } from '../src/models/presets/tensor-specs.ts';
+import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { loadTokenizer } from '../src/models/tokenizer.ts';
 
 const [cmd, arg] = process.argv.slice(2);

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 F32_MIN = torch.finfo(torch.float32).min
 
 # ------------------------------------------------------------------------------------------------
-# Config (same fields as presetConfig in src/models/presets.ts)
+# Config (same fields as presetConfig in src/models/presets/config-files.ts)
 
 
 def make_config(

@@ -1,8 +1,8 @@
 // `riverrun model tiny --out DIR [--preset tiny|small] [--seed N]`: writes a random MusicGen
 // checkpoint in the Hugging Face layout and prints the directory to pass to `--model DIR`.
 import { resolve } from 'node:path';
-import type { Preset } from '../models/presets.ts';
-import { isPreset, PRESETS, presetWeightBytes, writeRandomCheckpoint } from '../models/presets.ts';
+import { isPreset, PRESETS, type Preset } from '../models/presets/dims.ts';
+import { presetWeightBytes, writeRandomCheckpoint } from '../models/presets.ts';
 import { parseCommandLine } from './command-line.ts';
 import { formatBytes, progressBar } from './progress.ts';
 

@@ -1,7 +1,7 @@
 // safetensors: 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
 // then raw little-endian tensor bytes. Tensors are read one at a time by offset so that a multi-GB
 // checkpoint is never held in one buffer.
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { CheckpointError } from './errors.ts';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'I8' | 'BOOL' | 'F64';
@@ -175,41 +175,96 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+/** A tensor held in memory. */
 export interface TensorToWrite {
   dtype: 'F32' | 'I64';
   shape: number[];
   data: Float32Array | BigInt64Array;
 }
 
-/** Writes a safetensors file with names sorted, header padded with spaces to a multiple of 8. */
+/** A float32 tensor produced chunk by chunk, so that a multi-GB checkpoint is written in bounded memory. */
+export interface GeneratedTensor {
+  dtype: 'F32';
+  shape: number[];
+  /** Writes the tensor's next `out.length` values (row-major; always whole rows of the last dimensions). */
+  generate(out: Float32Array): void;
+}
+
+export interface WriteSafetensorsOptions {
+  metadata?: Record<string, string>;
+  /** Called after every chunk with bytes of tensor data written so far / in all. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+const CHUNK_ELEMENTS = 1 << 20;
+const BYTES_PER_ELEMENT = { F32: 4, I64: 8 } as const;
+
+const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Writes a safetensors file with names sorted and the header padded with spaces to a multiple of 8.
+ * The file is written to `<path>.partial` and renamed, so a file at `path` is always complete.
+ */
 export function writeSafetensors(
   path: string,
-  tensors: Map<string, TensorToWrite>,
-  metadata: Record<string, string> = { format: 'pt' },
+  tensors: ReadonlyMap<string, TensorToWrite | GeneratedTensor>,
+  options: WriteSafetensorsOptions = {},
 ): void {
   const names = [...tensors.keys()].sort();
-  const header: Record<string, unknown> = { __metadata__: metadata };
+  const header: Record<string, unknown> = { __metadata__: options.metadata ?? { format: 'pt' } };
   let offset = 0;
   for (const name of names) {
     const t = tensors.get(name)!;
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const bytes = BYTES_PER_ELEMENT[t.dtype] * elementCount(t.shape);
+    if ('data' in t && t.data.byteLength !== bytes)
+      throw new RangeError(`tensor ${name}: shape [${t.shape}] needs ${bytes} bytes, data has ${t.data.byteLength}`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
+  const total = offset;
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (json.length % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.byteLength));
-  const fd = openSync(path, 'w');
+
+  const tmp = `${path}.partial`;
+  const fd = openSync(tmp, 'w');
+  let ok = false;
   try {
-    writeSync(fd, len);
-    writeSync(fd, headerBytes);
+    writeAll(fd, len);
+    writeAll(fd, headerBytes);
+    let done = 0;
+    let chunk: Float32Array | undefined;
     for (const name of names) {
-      const d = tensors.get(name)!.data;
-      const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-      for (let at = 0; at < bytes.byteLength; ) at += writeSync(fd, bytes, at, Math.min(1 << 28, bytes.byteLength - at));
+      const t = tensors.get(name)!;
+      if ('data' in t) {
+        writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+        done += t.data.byteLength;
+        options.onProgress?.(done, total);
+        continue;
+      }
+      const count = elementCount(t.shape);
+      const rowLen = elementCount(t.shape.slice(1));
+      const perChunk = Math.max(rowLen, Math.floor(CHUNK_ELEMENTS / rowLen) * rowLen);
+      if (chunk === undefined || chunk.length < perChunk) chunk = new Float32Array(Math.max(perChunk, CHUNK_ELEMENTS));
+      for (let at = 0; at < count; at += perChunk) {
+        const view = chunk.subarray(0, Math.min(perChunk, count - at));
+        t.generate(view);
+        writeAll(fd, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+        done += view.byteLength;
+        options.onProgress?.(done, total);
+      }
     }
+    if (total === 0) options.onProgress?.(0, 0);
+    ok = true;
   } finally {
     closeSync(fd);
+    if (!ok) rmSync(tmp, { force: true });
   }
+  renameSync(tmp, path);
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.byteLength; ) at += writeSync(fd, bytes, at, Math.min(1 << 28, bytes.byteLength - at));
 }

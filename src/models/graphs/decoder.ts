@@ -19,24 +19,9 @@
 import type { Weights } from '../checkpoint.ts';
 import type { DecoderConfig } from '../config.ts';
 import { GraphBuilder, type Value } from '../onnx/graph-builder.ts';
+import { sinusoidalPositions } from '../sinusoidal.ts';
 import { additiveKeyMask, FLOAT32_MIN, gelu, layerNorm, matmulTransB, mergeHeads, splitHeads } from './common.ts';
 import { linear, type Precision } from './linear.ts';
-
-export function sinusoidalTable(positions: number, dim: number): Float32Array {
-  const half = dim / 2;
-  const table = new Float32Array(positions * dim);
-  const f = Math.fround;
-  const step = f(Math.log(10000) / (half - 1));
-  for (let i = 0; i < half; i++) {
-    const freq = f(Math.exp(f(-i * step)));
-    for (let t = 0; t < positions; t++) {
-      const angle = f(t * freq);
-      table[t * dim + i] = Math.cos(angle);
-      table[t * dim + half + i] = Math.sin(angle);
-    }
-  }
-  return table;
-}
 
 export function buildDecoder(w: Weights, c: DecoderConfig, precision: Precision = 'fp32'): GraphBuilder {
   const g = new GraphBuilder('riverrun_decoder');
@@ -66,7 +51,7 @@ export function buildDecoder(w: Weights, c: DecoderConfig, precision: Precision 
   }
   if (c.scaleEmbedding) h = g.mul(h!, g.float(Math.sqrt(hidden)));
   const posName = `${p}.embed_positions.weights`;
-  const posTable = w.has(posName) ? w.get(posName) : sinusoidalTable(c.maxPositions, hidden);
+  const posTable = w.has(posName) ? w.get(posName) : sinusoidalPositions(c.maxPositions, hidden);
   const maxPositions = posTable.length / hidden;
   h = g.add(h!, g.gather(g.weight('embed_positions', posTable, [maxPositions, hidden]), positions));
 
