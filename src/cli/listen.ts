@@ -9,7 +9,7 @@ import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import { encodeWavFloat32 } from '../stream/wav.ts';
 import { parseCommandLine } from './command-line.ts';
 
-export const LISTEN_USAGE = `Usage: riverrun listen [--url ws://HOST:PORT] --channel ID [--seconds N] [--token T] --out FILE.ogg|FILE.wav
+const LISTEN_USAGE = `Usage: riverrun listen [--url ws://HOST:PORT] --channel ID [--seconds N] [--token T] --out FILE.ogg|FILE.wav
 
 Record a channel of a Riverrun server (protocol v1 over WebSocket).
 

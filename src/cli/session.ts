@@ -6,7 +6,7 @@ import { CONFIG_RANGES, type NumberRange, TRANSITION_MS_RANGE, WEIGHT_RANGE } fr
 import { parseCommandLine } from './command-line.ts';
 import { checkUrl, DEFAULT_URL, outputFormat, parseSeconds, record } from './listen.ts';
 
-export const STEERING_HELP = `Steering lines (one per line on standard input; keywords are case-insensitive, "KEY: VALUE",
+const STEERING_HELP = `Steering lines (one per line on standard input; keywords are case-insensitive, "KEY: VALUE",
 "KEY VALUE" and "KEY=VALUE" are the same; blank lines and lines starting with # are ignored):
   prompt: TEXT                      replace the prompts with one prompt (weight 1)
   prompt: TEXT @ W; TEXT2 @ W2      replace the prompts with a weighted list (weights are relative,
@@ -22,7 +22,7 @@ export const STEERING_HELP = `Steering lines (one per line on standard input; ke
   help                              this text
 In prompt texts, write \\; for ; and \\@ for @. A malformed line is reported on standard error and ignored.`;
 
-export const SESSION_USAGE = `Usage: riverrun session [--url ws://HOST:PORT] [--prompt PROMPTS] [--seconds N] [--token T]
+const SESSION_USAGE = `Usage: riverrun session [--url ws://HOST:PORT] [--prompt PROMPTS] [--seconds N] [--token T]
                         --out FILE.ogg|FILE.wav [--transition MS] [--temperature X] [--top-k N]
                         [--top-p X] [--guidance X] [--seed N]
 
@@ -110,7 +110,7 @@ function unescapeText(text: string): string {
 }
 
 /** "TEXT" or "TEXT @ W" (\@ and \; stand for @ and ; in TEXT). */
-export function parseWeightedPrompt(item: string, requireWeight = false): WeightedPrompt {
+function parseWeightedPrompt(item: string, requireWeight = false): WeightedPrompt {
   const parts = splitRaw(item, '@');
   if (parts.length > 2) throw new Error(`more than one @ in ${JSON.stringify(item.trim())} (write \\@ for a literal @)`);
   if (parts.length < 2 && requireWeight) throw new Error(`expected TEXT @ WEIGHT, got ${JSON.stringify(item.trim())}`);
@@ -183,7 +183,7 @@ export function parseSteeringLine(line: string): SteeringCommand | null {
 }
 
 /** What the steering lines have set so far, and how to apply the next command through the client. */
-export class SteeringState {
+class SteeringState {
   prompts: WeightedPrompt[];
   config: Partial<GenerationConfig>;
   transitionMs: number;
@@ -255,7 +255,7 @@ export class SteeringState {
   }
 }
 
-export function describePrompts(prompts: readonly WeightedPrompt[]): string {
+function describePrompts(prompts: readonly WeightedPrompt[]): string {
   return prompts.map((p) => `${JSON.stringify(p.text)} @ ${p.weight}`).join('; ');
 }
 

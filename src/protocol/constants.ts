@@ -1,8 +1,6 @@
 // Fixed facts of protocol v1: where it is served and how its audio is cut into packets.
 
-export const PROTOCOL_VERSION = 1;
-
-/** The WebSocket endpoint of protocol v1 (a URL without a path gets it). */
+/** The WebSocket endpoint of protocol v1, whose version is in the path (a URL without a path gets it). */
 export const PROTOCOL_PATH = '/v1/ws';
 
 /** Sample rate of the audio and unit of `pts`: 48 kHz samples. */

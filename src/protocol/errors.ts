@@ -197,7 +197,7 @@ export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(PROTOCOL_ERRORS, code);
 }
 
-export function errorSpec(code: ErrorCode): ProtocolErrorSpec {
+function errorSpec(code: ErrorCode): ProtocolErrorSpec {
   return PROTOCOL_ERRORS[code];
 }
 

@@ -53,8 +53,6 @@ export interface PingMessage {
 export type ClientMessage = SetupMessage | PromptsMessage | ConfigMessage | PlaybackMessage | PingMessage;
 export type ClientMessageType = ClientMessage['type'];
 export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = ['setup', 'prompts', 'config', 'playback', 'ping'];
-/** The messages that steer a stream (subject to roles, no_stream and the steering rate). */
-export const STEERING_MESSAGE_TYPES: readonly ClientMessageType[] = ['prompts', 'config', 'playback'];
 
 /** Fields of each client message, `type` included; the server refuses any other (unknown_field). */
 export const CLIENT_MESSAGE_FIELDS: Readonly<Record<ClientMessageType, readonly string[]>> = Object.freeze({

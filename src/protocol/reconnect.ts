@@ -65,7 +65,7 @@ export function backoffDelay(
 export const RETRYABLE_ERROR_CODES: readonly ErrorCode[] = ['shutting_down', 'internal', 'busy', 'slow_consumer'];
 
 /** Close codes that mean "fix the request first": policy violation, too big, and Riverrun's 44xx. */
-export const FINAL_CLOSE_CODES: readonly number[] = [
+const FINAL_CLOSE_CODES: readonly number[] = [
   CLOSE_CODES.POLICY_VIOLATION,
   CLOSE_CODES.MESSAGE_TOO_BIG,
   CLOSE_CODES.UNAUTHORIZED,

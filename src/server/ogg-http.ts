@@ -54,7 +54,7 @@ export interface OggStreamHandle {
   readonly stats: OggMuxerStats | null;
 }
 
-export const OGG_RESPONSE_HEADERS: Readonly<Record<string, string>> = {
+const OGG_RESPONSE_HEADERS: Readonly<Record<string, string>> = {
   'Content-Type': 'audio/ogg',
   'Cache-Control': 'no-cache, no-store',
   'X-Content-Type-Options': 'nosniff',

@@ -13,7 +13,7 @@ const ENTRY = fileURLToPath(new URL('../protocol/index.ts', import.meta.url));
 let bundle: Promise<string> | null = null;
 
 /** The bundled module's source (built once per process; a failed build is tried again next time). */
-export function protocolModule(): Promise<string> {
+function protocolModule(): Promise<string> {
   bundle ??= build({
     entryPoints: [ENTRY],
     bundle: true,

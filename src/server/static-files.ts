@@ -18,7 +18,7 @@ const TYPES: Record<string, string> = {
 };
 
 /** Resolves a URL path to a file under `root`, or null when it is not a plain file inside it. */
-export function resolveStatic(root: string, urlPath: string): string | null {
+function resolveStatic(root: string, urlPath: string): string | null {
   let decoded: string;
   try {
     decoded = decodeURIComponent(urlPath);
