@@ -30,7 +30,7 @@ function randomFrames(n: number, codebooks: number, codebookSize: number, seed: 
 function toCodes(frames: number[][], codebooks: number): BigInt64Array {
   const n = frames.length;
   const codes = new BigInt64Array(codebooks * n);
-  frames.forEach((f, t) => f.forEach((c, k) => (codes[k * n + t] = BigInt(c))));
+  for (const [t, f] of frames.entries()) for (const [k, c] of f.entries()) codes[k * n + t] = BigInt(c);
   return codes;
 }
 

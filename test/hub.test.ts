@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runModelFetch } from '../src/cli/model-fetch.ts';
 import { UsageError } from '../src/cli/usage-error.ts';
 import type { FetchProgress } from '../src/models/hub.ts';
-import { defaultModelDir, fetchCheckpoint, HubError } from '../src/models/hub.ts';
+import { fetchCheckpoint, HubError, hubCacheDir } from '../src/models/hub.ts';
 
 interface FixtureFile {
   content: Buffer;
@@ -76,7 +76,7 @@ class FakeHub {
     });
   }
 
-  private onHub(req: IncomingMessage, res: ServerResponse): void {
+  private onHub(req: IncomingMessage, res: ServerResponse) {
     this.record('hub', req);
     const url = new URL(req.url ?? '/', this.hubUrl);
     const parts = url.pathname.split('/').slice(1).map(decodeURIComponent);
@@ -114,7 +114,7 @@ class FakeHub {
     serveBytes(req, res, file.content, true);
   }
 
-  private onCdn(req: IncomingMessage, res: ServerResponse): void {
+  private onCdn(req: IncomingMessage, res: ServerResponse) {
     this.record('cdn', req);
     const hash = new URL(req.url ?? '/', this.cdnUrl).pathname.split('/')[2];
     for (const fx of this.repos.values()) {
@@ -473,10 +473,8 @@ describe('fetchCheckpoint', () => {
     vi.stubEnv('HF_ENDPOINT', hub.hubUrl);
     const result = await fetchCheckpoint({ repo: 'facebook/musicgen-small', files: ['config.json'] });
     expect(result.dir).toBe(join(tmp, 'cache', 'models', 'facebook--musicgen-small'));
-    expect(defaultModelDir('facebook/musicgen-small')).toBe(result.dir);
-    expect(defaultModelDir('facebook/musicgen-small', 'refs/pr/1')).toBe(
-      join(tmp, 'cache', 'models', 'facebook--musicgen-small@refs--pr--1'),
-    );
+    expect(hubCacheDir('facebook/musicgen-small')).toBe(result.dir);
+    expect(hubCacheDir('facebook/musicgen-small', 'refs/pr/1')).toBe(join(tmp, 'cache', 'models', 'facebook--musicgen-small@refs--pr--1'));
     expect(await readFile(join(result.dir, 'config.json'), 'utf8')).toContain('musicgen');
     expect(hub.seen.length).toBeGreaterThan(0);
   });
@@ -527,7 +525,7 @@ describe('runModelFetch', () => {
     vi.stubEnv('HF_ENDPOINT', hub.hubUrl);
     const c = capture(true);
     await runModelFetch(['facebook/musicgen-small', '-d', join(tmp, 'cli')], c.io);
-    expect(c.err.join('')).toMatch(/\r\x1b\[Kmodel\.safetensors: done \(1\.5 MB\)\n/);
+    expect(c.err.join('')).toContain('\r\u001b[Kmodel.safetensors: done (1.5 MB)\n');
     const c2 = capture(true);
     await runModelFetch(['facebook/musicgen-small', '-d', join(tmp, 'cli')], c2.io);
     expect(c2.err.join('')).toContain('model.safetensors: already present');

@@ -81,7 +81,7 @@ async function run(g: GraphBuilder, x: Float32Array, k: number): Promise<Float32
   const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1 });
   try {
     const out = await session.run({ x: new ort.Tensor('float32', x, [2, 3, k]) });
-    const y = out['y']!;
+    const y = out.y!;
     expect(y.dims.slice(0, 2)).toEqual([2, 3]);
     return y.data as Float32Array;
   } finally {

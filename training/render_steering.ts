@@ -118,7 +118,7 @@ async function midstream(): Promise<void> {
   for (const s of ids) {
     const got = packets.get(s.id)!.slice(0, packetsFor(MID_SECONDS));
     const audio = new Float32Array(got.length * 960);
-    got.forEach((p, i) => audio.set(decoder.decodeFrame(p.data).channelData[0]!, i * 960));
+    for (const [i, p] of got.entries()) audio.set(decoder.decodeFrame(p.data).channelData[0]!, i * 960);
     const dir = join(values.out!, 'midstream', s.id.split('/')[0]!);
     mkdirSync(dir, { recursive: true });
     writeWavFloat32(join(dir, `${s.n}.wav`), audio, 48000);

@@ -47,7 +47,7 @@ export async function runModelFetch(args: string[], io: ModelFetchIo = { stdout:
   if (values.dir === '') fail('--dir must not be empty');
 
   const bar = new ProgressReporter(io.stderr);
-  let result;
+  let result: Awaited<ReturnType<typeof fetchCheckpoint>>;
   try {
     result = await fetchCheckpoint({
       repo: positionals[0] as string,

@@ -81,7 +81,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     const at = entry.lastIndexOf(':');
     const role = entry.slice(at + 1) as Role;
     if (at <= 0 || !ROLES.includes(role))
-      fail(`token ${JSON.stringify(entry.slice(0, 4) + '…')} must be TOKEN:ROLE with ROLE one of ${ROLES.join(', ')}`);
+      fail(`token ${JSON.stringify(`${entry.slice(0, 4)}…`)} must be TOKEN:ROLE with ROLE one of ${ROLES.join(', ')}`);
     tokens.set(entry.slice(0, at), role);
   }
   const anonymous = values['anonymous-role'] ?? env.RIVERRUN_ANONYMOUS_ROLE ?? (tokens.size > 0 ? 'listener' : 'session');

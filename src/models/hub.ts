@@ -1,4 +1,5 @@
-// Downloads a MusicGen checkpoint from the Hugging Face hub (or a mirror named by HF_ENDPOINT).
+// Downloads a MusicGen checkpoint from the Hugging Face hub (or a mirror named by HF_ENDPOINT). One piece:
+// the fetch protocol (repo info, a pinned commit, resumable verified downloads, the manifest) reads top to bottom.
 //
 // Layout: files land directly in the target directory with their repo-relative names, so the
 // directory can be handed to `--model DIR` as is. Partial downloads live in `<file>.incomplete`
@@ -50,7 +51,7 @@ export interface FetchCheckpointOptions {
   repo: string;
   /** Branch, tag or commit; default `main`. */
   revision?: string;
-  /** Target directory; default {@link defaultModelDir}. */
+  /** Target directory; default {@link hubCacheDir}. */
   dir?: string;
   /** Hub base URL; default `$HF_ENDPOINT` or `https://huggingface.co`. */
   endpoint?: string;
@@ -77,13 +78,11 @@ const MANIFEST = '.riverrun-fetch.json';
 const MAX_REDIRECTS = 10;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 
-/** Cache root: `$RIVERRUN_CACHE`, else `~/.cache/riverrun`. */
-
 /**
- * Default download directory: `<cache root>/models/<owner>--<name>`, with `@<revision>` appended
+ * Where a fetched checkpoint lands by default: `<cache root>/models/<owner>--<name>`, with `@<revision>` appended
  * when the revision is not `main` (slashes in the revision, as in `refs/pr/1`, become `--`).
  */
-export function defaultModelDir(repo: string, revision = 'main'): string {
+export function hubCacheDir(repo: string, revision = 'main'): string {
   const base = repo.replaceAll('/', '--');
   const suffix = revision === 'main' ? '' : `@${revision.replaceAll('/', '--')}`;
   return join(defaultCacheRoot(), 'models', base + suffix);
@@ -98,7 +97,7 @@ export async function fetchCheckpoint(options: FetchCheckpointOptions): Promise<
     throw new HubError('HUB_NETWORK', `invalid hub endpoint "${endpoint}": expected an http(s) URL (check HF_ENDPOINT)`);
   }
   const token = options.token ?? nonEmpty(process.env.HF_TOKEN);
-  const dir = resolve(options.dir ?? defaultModelDir(repo, revision));
+  const dir = resolve(options.dir ?? hubCacheDir(repo, revision));
   const ctx: Ctx = { repo, revision, endpoint, token, signal: options.signal, onProgress: options.onProgress };
 
   const info = await fetchRepoInfo(ctx);
@@ -577,6 +576,6 @@ async function loadManifest(dir: string): Promise<Manifest> {
 
 async function saveManifest(dir: string, manifest: Manifest): Promise<void> {
   const path = join(dir, MANIFEST);
-  await writeFile(`${path}.tmp`, JSON.stringify(manifest, null, 2) + '\n');
+  await writeFile(`${path}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
   await rename(`${path}.tmp`, path);
 }

@@ -149,12 +149,12 @@ export class ModelBundle {
     const B = rows.length;
     const ids = new BigInt64Array(B * S).fill(BigInt(this.config.textEncoder.padId));
     const mask = new BigInt64Array(B * S);
-    rows.forEach((row, b) =>
-      row.forEach((id, s) => {
+    for (const [b, row] of rows.entries()) {
+      for (const [s, id] of row.entries()) {
         ids[b * S + s] = BigInt(id);
         mask[b * S + s] = 1n;
-      }),
-    );
+      }
+    }
     const out = await this.session('text_encoder').run({
       input_ids: new ort.Tensor('int64', ids, [B, S]),
       attention_mask: new ort.Tensor('int64', mask, [B, S]),

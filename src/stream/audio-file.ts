@@ -72,7 +72,7 @@ function checkDuration(frames: number, sampleRate: number, options: DecodeAudioO
 }
 
 function decodeWavFile(bytes: Uint8Array, options: DecodeAudioOptions): DecodedAudio {
-  let wav;
+  let wav: ReturnType<typeof decodeWav>;
   try {
     wav = decodeWav(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (err) {
@@ -150,7 +150,7 @@ async function decodeOggOpusFile(bytes: Uint8Array, options: DecodeAudioOptions)
   const decoder = new OggOpusDecoder();
   try {
     await decoder.ready;
-    let decoded;
+    let decoded: Awaited<ReturnType<typeof decoder.decodeFile>>;
     try {
       decoded = await decoder.decodeFile(bytes);
     } catch (err) {

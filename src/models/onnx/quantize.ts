@@ -68,7 +68,7 @@ export function packNBits(w: Float32Array, n: number, k: number, bits: 4 | 8): P
         const v = w[i]!;
         if (v < lo) lo = v;
         else if (v > hi) hi = v;
-        else if (v !== v) lo = NaN;
+        else if (Number.isNaN(v)) lo = NaN;
       }
       if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new Error(`MatMulNBits: non-finite weight in row ${r}, block ${b}`);
       // The float32 scale onnxruntime will see; quantize against exactly that value.

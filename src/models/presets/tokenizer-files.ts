@@ -54,9 +54,8 @@ function builtinVocab(): Array<[string, number]> {
     out.push([piece, score]);
   };
   add('\u2581', -2.5);
-  WORDS.split(/\s+/)
-    .filter((w) => w.length > 0)
-    .forEach((w, i) => add(`\u2581${w}`, wordScore(i)));
+  const words = WORDS.split(/\s+/).filter((w) => w.length > 0);
+  for (const [i, w] of words.entries()) add(`\u2581${w}`, wordScore(i));
   // Every printable ASCII character, alone and at the start of a word: any ASCII text tokenizes
   // without <unk>.
   for (let c = 0x21; c <= 0x7e; c++) add(`\u2581${String.fromCharCode(c)}`, CHAR_SCORE_PREFIXED - (c - 0x21) * 1e-3);
