@@ -287,6 +287,7 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     change(): { appliedAfterMs: number; heardAfterMs: number };
     timeline(): { connectAt: number; setupAt: number; firstAudioAt: number; playingAt: number };
     errors(): unknown[];
+    controls(): { control: number; prompts: { text: string; weight: number }[]; config: Record<string, number>; fromSetup?: boolean }[];
   }
   /** The page's global scope (no DOM lib in this project's tsconfig). */
   interface G {
@@ -372,7 +373,7 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     expect(s1.playingControl).toBeGreaterThanOrEqual(0);
     // The random-model notice, the stats and the now-playing line are on the page.
     await expect.poll(() => page.getByText('This server runs a random model: it sounds like noise').isVisible()).toBe(true);
-    // The server announces `applied` for changes only, so a channel nobody steered plays control 0.
+    // A channel nobody steered plays control 0, which the server announced after setup_complete.
     await expect.poll(() => page.locator('#now-playing').innerText()).toMatch(/now playing:\s*control \d+/);
     expect(await page.locator('#st-buffer').innerText()).toMatch(/\d+ ms/);
     expect(problems).toEqual([]);
@@ -383,6 +384,10 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     const { context, page, problems } = await openPage({ viewport: { width: 1280, height: 900 } });
     await page.getByRole('button', { name: 'Start my own stream' }).click();
     await waitPlaying(page);
+    // Control 0 is the server's `applied` (the session's starting prompts and config), not made up by the page.
+    const control0 = (await page.evaluate(() => (globalThis as unknown as G).riverrun.controls())).find((c) => c.control === 0);
+    expect(control0).toMatchObject({ prompts: [{ text: 'calm ambient piano with soft pads', weight: 1 }], config: { topK: 250 } });
+    expect(control0).not.toHaveProperty('fromSetup');
     const first = page.getByLabel('Prompt 1 text');
     await first.fill('bright glass arpeggios');
     await page.getByLabel('Transition').fill('0');

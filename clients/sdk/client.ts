@@ -1,3 +1,4 @@
+// One piece, over 400 lines: connecting, reconnecting and the steering kept across drops share one state machine.
 // RiverrunClient: one protocol v1 connection (a channel listened to, or a personal session), kept up
 // across drops. Events in, steering out; see docs/sdk.md.
 //

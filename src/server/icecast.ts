@@ -1,3 +1,4 @@
+// One piece, over 400 lines: one source connection's handshake, refusal and streaming share its state machine.
 // Icecast source client: streams one PacketSource to an Icecast 2.4+ mount as Ogg Opus.
 //
 // The source connection is an HTTP PUT written on a raw net/tls socket (Node's http client would send
