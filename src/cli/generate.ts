@@ -7,7 +7,7 @@ import { generateOffline } from '../stream/offline-generate.ts';
 import { writeWavFloat32 } from '../stream/wav.ts';
 import { parseCommandLine } from './command-line.ts';
 
-export const GENERATE_USAGE = `Usage: riverrun generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) (--seconds S | --steps N)
+const GENERATE_USAGE = `Usage: riverrun generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) (--seconds S | --steps N)
                          --out FILE.wav [options]
 
 Generate music offline and write it as a 32-bit float WAV at the codec's sample rate (32 kHz).

@@ -6,7 +6,7 @@ import { fetchCheckpoint } from '../models/hub.ts';
 import { parseCommandLine } from './command-line.ts';
 import { formatBytes, progressBar } from './progress.ts';
 
-export const MODEL_FETCH_USAGE = `Usage: riverrun model fetch REPO [--revision R] [--dir D]
+const MODEL_FETCH_USAGE = `Usage: riverrun model fetch REPO [--revision R] [--dir D]
 
 Download a MusicGen checkpoint (safetensors) from the Hugging Face hub.
 

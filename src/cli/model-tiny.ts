@@ -6,7 +6,7 @@ import { presetWeightBytes, writeRandomCheckpoint } from '../models/presets.ts';
 import { parseCommandLine } from './command-line.ts';
 import { formatBytes, progressBar } from './progress.ts';
 
-export const MODEL_TINY_USAGE = `Usage: riverrun model tiny --out DIR [--preset tiny|small] [--seed N]
+const MODEL_TINY_USAGE = `Usage: riverrun model tiny --out DIR [--preset tiny|small] [--seed N]
 
 Write a randomly initialised MusicGen checkpoint (Hugging Face layout: config.json,
 generation_config.json, model.safetensors, tokenizer.json, ...). It needs no download and

@@ -7,7 +7,7 @@ import { DEFAULT_CHANNELS, DEFAULT_LIMITS, loadChannels, ROLES, type Role, type 
 import { startServer } from '../server/server.ts';
 import { parseCommandLine } from './command-line.ts';
 
-export const SERVE_USAGE = `Usage: riverrun serve [options]
+const SERVE_USAGE = `Usage: riverrun serve [options]
 
 Start the Riverrun server: protocol v1 at /v1/ws, the web client at /, live Ogg at /v1/channels/ID.ogg,
 /metrics, /healthz, /readyz.

@@ -11,7 +11,7 @@ import type { Precision } from './graphs/linear.ts';
 import { buildTextEncoder } from './graphs/text-encoder.ts';
 
 /** Bump when any graph changes shape or meaning: it invalidates every cached compile. */
-export const GRAPH_VERSION = 1;
+const GRAPH_VERSION = 1;
 
 export const GRAPH_NAMES = ['text_encoder', 'decoder', 'codec_decoder', 'codec_encoder'] as const;
 export type GraphName = (typeof GRAPH_NAMES)[number];
@@ -30,7 +30,7 @@ export interface CompiledModel {
   cached: boolean;
 }
 
-export function compileKey(checkpoint: Checkpoint, precision: Precision): string {
+function compileKey(checkpoint: Checkpoint, precision: Precision): string {
   return createHash('sha256').update(`v${GRAPH_VERSION}\n${precision}\n${checkpoint.fingerprint()}`).digest('hex').slice(0, 24);
 }
 

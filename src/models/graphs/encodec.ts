@@ -186,7 +186,7 @@ export function buildEncodecEncoder(weights: Weights, config: EncodecConfig, num
 }
 
 /** Largest codebook count the checkpoint holds. */
-export function encodecQuantizerCount(weights: Weights): number {
+function encodecQuantizerCount(weights: Weights): number {
   let q = 0;
   while (weights.has(`${PREFIX}.quantizer.layers.${q}.codebook.embed`)) q++;
   return q;

@@ -6,7 +6,7 @@ export type Precision = 'fp32' | 'q8' | 'q4';
 export const PRECISIONS: readonly Precision[] = ['fp32', 'q8', 'q4'];
 
 /** [out, in] -> [in, out]. */
-export function transposeWeight(w: Float32Array, out: number, inF: number): Float32Array {
+function transposeWeight(w: Float32Array, out: number, inF: number): Float32Array {
   const t = new Float32Array(w.length);
   for (let o = 0; o < out; o++) {
     const row = o * inF;

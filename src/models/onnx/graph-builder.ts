@@ -6,11 +6,11 @@ import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-export const OPSET = 17;
+const OPSET = 17;
 export const MS_DOMAIN = 'com.microsoft';
 
 /** ONNX TensorProto.DataType numbers for the types Riverrun uses. */
-export const DataType = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 } as const;
+const DataType = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 } as const;
 export type DType = keyof typeof DataType;
 
 /** A tensor flowing through the graph, referred to by name. */

@@ -4,7 +4,7 @@ import { parseMusicgenConfig } from '../config.ts';
 
 type Json = Record<string, unknown>;
 
-export type Init =
+type Init =
   | { kind: 'normal'; mean: number; std: number }
   | { kind: 'uniform'; bound: number }
   | { kind: 'const'; value: number }
