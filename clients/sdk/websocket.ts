@@ -3,11 +3,11 @@
 // needs neither DOM nor `ws` typings.
 import { PROTOCOL_PATH } from '../../src/protocol/constants.ts';
 
-export interface WebSocketMessageEventLike {
+interface WebSocketMessageEventLike {
   data: unknown;
 }
 
-export interface WebSocketCloseEventLike {
+interface WebSocketCloseEventLike {
   code: number;
   reason: string;
 }

@@ -42,7 +42,7 @@ ${STEERING_HELP}`;
 // ---------------------------------------------------------------------------------------------------
 // Steering lines
 
-export type ConfigKey = keyof GenerationConfig;
+type ConfigKey = keyof GenerationConfig;
 
 export type SteeringCommand =
   | { kind: 'prompts'; prompts: WeightedPrompt[] }
