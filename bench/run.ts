@@ -17,7 +17,8 @@ import type { Preset } from '../src/models/presets/dims.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
 import { Engine } from '../src/stream/engine.ts';
-import { defaultEngineOptions, EngineCore } from '../src/stream/engine-core.ts';
+import { EngineCore } from '../src/stream/engine-core.ts';
+import { defaultEngineOptions } from '../src/stream/engine-options.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
 const PARTS = ['throughput', 'latency', 'prompt-change', 'codec'] as const;

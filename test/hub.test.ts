@@ -1,3 +1,4 @@
+// One piece, over 400 lines: every fetch case runs against the same local fake hub and CDN defined at its top.
 // fetchCheckpoint / `riverrun model fetch` against a local fake of the Hugging Face hub: an API
 // server plus a separate "CDN" server (another origin) that LFS files are redirected to.
 

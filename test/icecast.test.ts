@@ -18,13 +18,14 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseServeArgs } from '../src/cli/serve.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
+import { PACKET_SAMPLES } from '../src/protocol/constants.ts';
 import type { OpusStreamFormat } from '../src/protocol/messages.ts';
 import type { IcecastState } from '../src/server/icecast.ts';
 import { IcecastSource, parseIcecastUrl } from '../src/server/icecast.ts';
 import type { PacketSource } from '../src/server/packet-source.ts';
 import { type RiverrunServer, startServer } from '../src/server/server.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
-import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
+import { OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -71,7 +72,7 @@ class SineSource implements PacketSource {
   readonly format: OpusStreamFormat = { codec: 'opus', sampleRate: 48000, channels: 2, frameMs: 20, preSkip: OPUS_PRE_SKIP };
   private readonly listeners = new Set<(p: StampedPacket[]) => void>();
   private readonly packetizer = new OpusPacketizer({ channels: 2, bitrate: 64000, complexity: 5 });
-  private readonly frame = new Float32Array(FRAME_SAMPLES);
+  private readonly frame = new Float32Array(PACKET_SAMPLES);
   private timer: NodeJS.Timeout | null = null;
   private t0 = 0;
   private sent = 0;
@@ -99,7 +100,8 @@ class SineSource implements PacketSource {
     const due = Math.floor((performance.now() - this.t0) / 20);
     const batch: StampedPacket[] = [];
     while (this.sent < due) {
-      for (let i = 0; i < FRAME_SAMPLES; i++) this.frame[i] = 0.3 * Math.sin((2 * Math.PI * 440 * (this.sent * FRAME_SAMPLES + i)) / 48000);
+      for (let i = 0; i < PACKET_SAMPLES; i++)
+        this.frame[i] = 0.3 * Math.sin((2 * Math.PI * 440 * (this.sent * PACKET_SAMPLES + i)) / 48000);
       for (const p of this.packetizer.push(this.frame)) batch.push({ ...p, control: 0 });
       this.sent++;
     }

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBundle } from '../src/models/model-bundle.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
-import { defaultEngineOptions, EngineCore } from '../src/stream/engine-core.ts';
+import { EngineCore } from '../src/stream/engine-core.ts';
+import { defaultEngineOptions } from '../src/stream/engine-options.ts';
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 

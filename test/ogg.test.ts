@@ -3,13 +3,14 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { OggOpusDecoder } from 'ogg-opus-decoder';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PACKET_SAMPLES } from '../src/protocol/constants.ts';
 import type { OpusStreamFormat } from '../src/protocol/messages.ts';
 import type { OggCloseReason, OggStreamHandle, OggStreamOptions } from '../src/server/ogg-http.ts';
 import { OggStreams, serveOggStream } from '../src/server/ogg-http.ts';
 import type { PacketSource } from '../src/server/packet-source.ts';
 import type { StampedPacket } from '../src/stream/engine-core.ts';
 import { OggOpusMuxer, oggCrc32, opusPacketSamples } from '../src/stream/ogg-muxer.ts';
-import { FRAME_SAMPLES, OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
+import { OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // A small Ogg reader of our own (independent of the muxer), for checking what the muxer writes.
@@ -153,7 +154,7 @@ function checkGranules(s: ParsedStream, firstPacket = 2): void {
   let packets = 0;
   for (const p of s.pages.slice(2)) {
     packets += p.completed;
-    if (p.completed > 0 || (p.eos && p.lacing.length === 0)) expect(p.granule).toBe(BigInt(packets * FRAME_SAMPLES));
+    if (p.completed > 0 || (p.eos && p.lacing.length === 0)) expect(p.granule).toBe(BigInt(packets * PACKET_SAMPLES));
     else expect(p.granule).toBe(-1n);
   }
   expect(packets).toBe(s.packets.length - firstPacket);
@@ -322,14 +323,14 @@ const TONE_AMP = 0.5;
 /** 20 ms Opus packets of a sine, as the engine stamps them. */
 function encodeSine(packets: number, bitrate = 64000): StampedPacket[] {
   const p = new OpusPacketizer({ channels: 1, bitrate });
-  return p.push(sine(packets * FRAME_SAMPLES, TONE_HZ, TONE_AMP)).map((x) => ({ ...x, control: 0 }));
+  return p.push(sine(packets * PACKET_SAMPLES, TONE_HZ, TONE_AMP)).map((x) => ({ ...x, control: 0 }));
 }
 
 /** 20 ms Opus packets of white noise (deterministic). */
 function encodeNoise(packets: number, bitrate: number): StampedPacket[] {
   const p = new OpusPacketizer({ channels: 1, bitrate });
   let a = 12345;
-  const x = Float32Array.from({ length: packets * FRAME_SAMPLES }, () => {
+  const x = Float32Array.from({ length: packets * PACKET_SAMPLES }, () => {
     a = (Math.imul(a, 1103515245) + 12345) >>> 0;
     return (a / 2 ** 32 - 0.5) * 1.6;
   });
@@ -509,9 +510,9 @@ describe('serveOggStream over HTTP', () => {
     const { samples, sampleRate, errors } = await decode(body);
     expect(errors).toEqual([]);
     expect(sampleRate).toBe(48000);
-    expect(samples.length).toBe(73 * FRAME_SAMPLES - OPUS_PRE_SKIP);
+    expect(samples.length).toBe(73 * PACKET_SAMPLES - OPUS_PRE_SKIP);
     // Pre-skip removes exactly the encoder delay: decoded sample i is input sample i.
-    const ref = sine(100 * FRAME_SAMPLES, TONE_HZ, TONE_AMP);
+    const ref = sine(100 * PACKET_SAMPLES, TONE_HZ, TONE_AMP);
     expect(correlation(ref, samples, 0, 2000)).toBeGreaterThan(0.98);
     expect(correlation(ref, samples, 27, 2000)).toBeLessThan(0.3); // a quarter period off: not aligned
   });
@@ -545,12 +546,12 @@ describe('serveOggStream over HTTP', () => {
     const db = await decode(b);
     expect(da.errors).toEqual([]);
     expect(db.errors).toEqual([]);
-    expect(da.samples.length).toBe(100 * FRAME_SAMPLES - OPUS_PRE_SKIP);
-    expect(db.samples.length).toBe(60 * FRAME_SAMPLES - OPUS_PRE_SKIP);
+    expect(da.samples.length).toBe(100 * PACKET_SAMPLES - OPUS_PRE_SKIP);
+    expect(db.samples.length).toBe(60 * PACKET_SAMPLES - OPUS_PRE_SKIP);
     // The late stream's sample i is the source's sample 40 * 960 + i (its first packets decode from a
     // cold decoder state, so skip its first 50 ms).
-    const ref = sine(100 * FRAME_SAMPLES, TONE_HZ, TONE_AMP);
-    expect(correlation(ref, db.samples, joinedAt * FRAME_SAMPLES, 2400)).toBeGreaterThan(0.98);
+    const ref = sine(100 * PACKET_SAMPLES, TONE_HZ, TONE_AMP);
+    expect(correlation(ref, db.samples, joinedAt * PACKET_SAMPLES, 2400)).toBeGreaterThan(0.98);
     expect(correlation(ref, db.samples, 0, 2400)).toBeLessThan(0.5); // the 40 packets of history are not there
     expect(srv.reasons).toEqual(['ended', 'ended']);
   });
@@ -573,7 +574,7 @@ describe('serveOggStream over HTTP', () => {
     );
     const d = await decode(await client.body);
     expect(d.errors).toEqual([]);
-    expect(d.samples.length).toBe(20 * FRAME_SAMPLES - OPUS_PRE_SKIP);
+    expect(d.samples.length).toBe(20 * PACKET_SAMPLES - OPUS_PRE_SKIP);
   });
 
   it('drops a stalled client (maxBufferedBytes) without holding up a fast client on the same source', async () => {

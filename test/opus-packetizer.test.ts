@@ -1,8 +1,9 @@
 import opus from '@discordjs/opus';
 import { OpusDecoder } from 'opus-decoder';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { PACKET_SAMPLES } from '../src/protocol/constants.ts';
 import type { OpusPacket } from '../src/stream/opus-packetizer.ts';
-import { FRAME_SAMPLES, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
+import { OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 import { Rng } from '../src/stream/rng.ts';
 
 /** Uniform in [0, 1) from the project's seeded generator. */
@@ -35,13 +36,13 @@ async function decodeAll(packets: OpusPacket[], channels: 1 | 2): Promise<Float3
   const decoder = new OpusDecoder({ channels, preSkip: 0 });
   await decoder.ready;
   try {
-    const out = Array.from({ length: channels }, () => new Float32Array(packets.length * FRAME_SAMPLES));
+    const out = Array.from({ length: channels }, () => new Float32Array(packets.length * PACKET_SAMPLES));
     packets.forEach((p, k) => {
       const d = decoder.decodeFrame(p.data);
       expect(d.errors).toEqual([]);
-      expect(d.samplesDecoded).toBe(FRAME_SAMPLES);
+      expect(d.samplesDecoded).toBe(PACKET_SAMPLES);
       expect(d.channelData.length).toBe(channels);
-      for (let c = 0; c < channels; c++) out[c]!.set(d.channelData[c]!, k * FRAME_SAMPLES);
+      for (let c = 0; c < channels; c++) out[c]!.set(d.channelData[c]!, k * PACKET_SAMPLES);
     });
     return out;
   } finally {
@@ -71,10 +72,10 @@ describe('OpusPacketizer', () => {
       const p = new OpusPacketizer({ channels, bitrate: 64000 });
       const packets = packetize(p, x, rng(channels));
       // Enough frames to cover the input plus the encoder lookahead, no more.
-      expect(packets.length).toBe(Math.ceil((x.length + p.preSkip) / FRAME_SAMPLES));
+      expect(packets.length).toBe(Math.ceil((x.length + p.preSkip) / PACKET_SAMPLES));
       packets.forEach((pk, i) => {
         expect(pk.seq).toBe(i);
-        expect(pk.pts).toBe(i * FRAME_SAMPLES);
+        expect(pk.pts).toBe(i * PACKET_SAMPLES);
         expect(pk.data).toBeInstanceOf(Uint8Array);
         expect(pk.data.length).toBeGreaterThan(0);
       });
@@ -118,7 +119,7 @@ describe('OpusPacketizer', () => {
     expect(encoder).toBeInstanceOf(opus.OpusEncoder);
     const encode = vi.spyOn(encoder, 'encode');
     expect(p.push(new Float32Array(0))).toEqual([]);
-    for (let i = 0; i < FRAME_SAMPLES - 1; i++) {
+    for (let i = 0; i < PACKET_SAMPLES - 1; i++) {
       expect(p.push(new Float32Array([0.1]))).toEqual([]);
       expect(p.push(new Float32Array(0))).toEqual([]);
     }
@@ -127,10 +128,10 @@ describe('OpusPacketizer', () => {
     expect(out.length).toBe(1);
     expect(out[0]!.pts).toBe(0);
     // 1919 + 1 + ... : a chunk that completes one frame and starts another.
-    const more = p.push(new Float32Array(FRAME_SAMPLES * 2 + 5));
+    const more = p.push(new Float32Array(PACKET_SAMPLES * 2 + 5));
     expect(more.map((q) => q.seq)).toEqual([1, 2]);
-    expect(p.samplesIn).toBe(FRAME_SAMPLES * 3 + 5);
-    for (const call of encode.mock.calls) expect(call[0].length).toBe(FRAME_SAMPLES * 2 * 2);
+    expect(p.samplesIn).toBe(PACKET_SAMPLES * 3 + 5);
+    for (const call of encode.mock.calls) expect(call[0].length).toBe(PACKET_SAMPLES * 2 * 2);
     expect(encode).toHaveBeenCalledTimes(3);
   });
 
@@ -160,7 +161,7 @@ describe('OpusPacketizer', () => {
   });
 
   it('clips out-of-range and non-finite samples instead of wrapping', async () => {
-    const x = new Float32Array(FRAME_SAMPLES * 5);
+    const x = new Float32Array(PACKET_SAMPLES * 5);
     for (let i = 0; i < x.length; i++) x[i] = 3 * Math.sin((2 * Math.PI * 200 * i) / 48000);
     x[1234] = Number.NaN;
     x[2345] = Number.POSITIVE_INFINITY;
@@ -179,7 +180,7 @@ describe('OpusPacketizer', () => {
   });
 
   it('setBitrate changes the packet size; bad options are refused', () => {
-    const x = new Float32Array(FRAME_SAMPLES * 50);
+    const x = new Float32Array(PACKET_SAMPLES * 50);
     const rand = rng(3);
     for (let i = 0; i < x.length; i++) x[i] = 0.5 * (rand() - 0.5);
     const p = new OpusPacketizer({ channels: 1, bitrate: 128000 });

@@ -1,3 +1,4 @@
+// One piece, over 400 lines: every preset file (config, tokenizer, tensors, values) is checked against the same fixtures and writer.
 // Random checkpoints (src/models/presets.ts), the tokenizer wrapper and `riverrun model tiny`.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,7 @@
-// Downloads a MusicGen checkpoint from the Hugging Face hub (or a mirror named by HF_ENDPOINT). One piece:
-// the fetch protocol (repo info, a pinned commit, resumable verified downloads, the manifest) reads top to bottom.
+// One piece, over 400 lines: the fetch protocol (repo info, a pinned commit, resumable verified downloads, the
+// manifest) shares one context and reads top to bottom.
+//
+// Downloads a MusicGen checkpoint from the Hugging Face hub (or a mirror named by HF_ENDPOINT).
 //
 // Layout: files land directly in the target directory with their repo-relative names, so the
 // directory can be handed to `--model DIR` as is. Partial downloads live in `<file>.incomplete`

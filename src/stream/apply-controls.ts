@@ -1,7 +1,8 @@
 // The first stage of a step, per stream: a pending reset, then the queued controls whose prompts are
 // encoded, in order, each announced with the pts of the first frame generated under it.
+
+import { PACKET_MS } from '../protocol/constants.ts';
 import type { AudioTiming } from './audio-timing.ts';
-import { PACKET_MS } from './audio-timing.ts';
 import type { EngineSink } from './engine-core.ts';
 import type { Stream } from './stream.ts';
 

@@ -1,10 +1,6 @@
 // The engine's audio clock: 48 kHz output in 20 ms Opus packets, and the conversion between codec frames
 // (hop samples at the codec's rate) and 48 kHz sample indices (pts).
-import { OPUS_RATE } from './opus-packetizer.ts';
-
-/** Sample rate of the engine's output: the Opus packets' rate. */
-export const OUTPUT_RATE = OPUS_RATE;
-export const PACKET_MS = 20;
+import { SAMPLE_RATE } from '../protocol/constants.ts';
 
 export class AudioTiming {
   constructor(
@@ -21,12 +17,12 @@ export class AudioTiming {
 
   /** 48 kHz sample index at which absolute frame `frame` starts. */
   framePts(frame: number): number {
-    return Math.round((frame * this.hop * OUTPUT_RATE) / this.codecRate);
+    return Math.round((frame * this.hop * SAMPLE_RATE) / this.codecRate);
   }
 
   /** The frame whose audio the 48 kHz sample `pts` comes from, given the resampler's delay (output samples). */
   frameAt(pts: number, resamplerDelay: number): number {
-    const codecSample = ((pts - resamplerDelay) * this.codecRate) / OUTPUT_RATE;
+    const codecSample = ((pts - resamplerDelay) * this.codecRate) / SAMPLE_RATE;
     return Math.max(0, Math.floor(codecSample / this.hop));
   }
 }

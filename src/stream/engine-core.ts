@@ -3,10 +3,11 @@
 // their rows form one contiguous range of the row pool. A step is a sequence of stages, each in its own
 // module: apply-controls, scheduler, prefill, decode-step, guidance, feed-codec, packetize.
 import type { ModelBundle } from '../models/model-bundle.ts';
+import { SAMPLE_RATE } from '../protocol/constants.ts';
 import { completeConfig, type GenerationConfig, type PlaybackAction, type WeightedPrompt } from '../protocol/controls.ts';
 import { applyControls } from './apply-controls.ts';
 import { encodeAudioPrompt } from './audio-prompt.ts';
-import { AudioTiming, OUTPUT_RATE } from './audio-timing.ts';
+import { AudioTiming } from './audio-timing.ts';
 import { BatchLayout } from './batch-layout.ts';
 import { CodecStream } from './codec-stream.ts';
 import { type DecoderSetup, decodeStep, writeKv } from './decode-step.ts';
@@ -22,9 +23,6 @@ import { Resampler } from './resampler.ts';
 import { fitEncoding, type PoolShape, type PromptEncoding, type RowPool } from './row-pool.ts';
 import { dueStreams, msUntilDue, pickBatch } from './scheduler.ts';
 import { Stream } from './stream.ts';
-
-export { PACKET_MS } from './audio-timing.ts';
-export { defaultEngineOptions, type EngineOptions, keepFramesFor } from './engine-options.ts';
 
 export interface StreamSpec {
   prompts: WeightedPrompt[];
@@ -137,7 +135,7 @@ export class EngineCore {
       codebooks: this.K,
       pad: this.model.config.decoder.padId,
       codec,
-      resampler: new Resampler(this.timing.codecRate, OUTPUT_RATE),
+      resampler: new Resampler(this.timing.codecRate, SAMPLE_RATE),
       packetizer: new OpusPacketizer({ channels: spec.channels ?? 1, bitrate: this.options.bitrate }),
       tapCodes: spec.tapCodes ?? false,
     });

@@ -5,7 +5,9 @@ export const ENGINE_ERRORS = {
   ENGINE_MODEL_LOAD_FAILED: { meaning: 'The engine worker could not load the model (the message says which file and why).' },
   ENGINE_STOPPED: { meaning: 'The engine worker has exited; every request fails from then on.' },
   ENGINE_UNKNOWN_STREAM: { meaning: 'A request named a stream the engine does not hold.' },
-  ENGINE_PROMPT_ENCODING: { meaning: 'A text prompt could not be encoded; the control that carried it is dropped and the stream keeps its conditioning.' },
+  ENGINE_PROMPT_ENCODING: {
+    meaning: 'A text prompt could not be encoded; the control that carried it is dropped and the stream keeps its conditioning.',
+  },
   ENGINE_INTERNAL: { meaning: 'The engine failed in a way it did not classify (details in the log).' },
 } as const satisfies ErrorRegistry;
 

@@ -3,7 +3,8 @@
 import type { Precision } from '../models/graphs/linear.ts';
 import type { Device } from '../models/model-bundle.ts';
 import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../protocol/controls.ts';
-import type { AppliedEvent, EngineOptions, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
+import type { AppliedEvent, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
+import type { EngineOptions } from './engine-options.ts';
 
 export interface WorkerModelOptions {
   modelDir: string;

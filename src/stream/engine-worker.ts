@@ -3,7 +3,8 @@
 // a worker: the main thread only moves small messages and packets.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelBundle } from '../models/model-bundle.ts';
-import { defaultEngineOptions, EngineCore } from './engine-core.ts';
+import { EngineCore } from './engine-core.ts';
+import { defaultEngineOptions } from './engine-options.ts';
 import type { EngineEvent, EngineRequest, EngineWorkerData } from './engine-protocol.ts';
 import type { PromptEncoding } from './row-pool.ts';
 import { CachedTextEncoder } from './text-encoder.ts';

@@ -5,8 +5,9 @@ import type { Worker } from 'node:worker_threads';
 import type { Precision } from '../models/graphs/linear.ts';
 import type { Device } from '../models/model-bundle.ts';
 import type { GenerationConfig, PlaybackAction, WeightedPrompt } from '../protocol/controls.ts';
-import type { AppliedEvent, EngineOptions, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
+import type { AppliedEvent, StampedPacket, StepReport, StreamSpec } from './engine-core.ts';
 import { EngineError } from './engine-errors.ts';
+import type { EngineOptions } from './engine-options.ts';
 import type { EngineEvent, EngineModelInfo, EngineRequest, EngineStats, EngineWorkerData } from './engine-protocol.ts';
 import { spawnTsWorker } from './ts-worker.ts';
 

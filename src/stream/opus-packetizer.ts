@@ -3,15 +3,13 @@
 // @discordjs/opus passes buffer.length / 2 / channels to opus_encode as the frame size, and an invalid
 // size (anything but a valid Opus frame, an empty buffer included) aborts the whole process with an
 // uncatchable error. So the only path to the encoder is encodeFrame(), which takes one full frame of
-// FRAME_SAMPLES mono samples from the frame cutter, writes it into a preallocated int16 buffer of
-// exactly FRAME_SAMPLES * channels samples, and asserts that length right before encode().
+// PACKET_SAMPLES mono samples from the frame cutter, writes it into a preallocated int16 buffer of
+// exactly PACKET_SAMPLES * channels samples, and asserts that length right before encode().
 import opus from '@discordjs/opus';
+import { PACKET_SAMPLES, SAMPLE_RATE } from '../protocol/constants.ts';
 
 const { OpusEncoder } = opus;
 
-export const OPUS_RATE = 48000;
-/** 20 ms at 48 kHz, per channel. */
-export const FRAME_SAMPLES = 960;
 /**
  * Encoder lookahead at 48 kHz (OPUS_GET_LOOKAHEAD): Fs/400 (2.5 ms CELT overlap) + Fs/250 (4 ms delay
  * compensation) = 312 for OPUS_APPLICATION_AUDIO, which @discordjs/opus always uses. @discordjs/opus has
@@ -51,9 +49,9 @@ export class OpusPacketizer {
   readonly preSkip = OPUS_PRE_SKIP;
   private readonly encoder: InstanceType<typeof OpusEncoder>;
   /** The frame cutter: a partial frame of mono samples, pending[0..fill). */
-  private readonly pending = new Float32Array(FRAME_SAMPLES);
+  private readonly pending = new Float32Array(PACKET_SAMPLES);
   private fill = 0;
-  /** Interleaved int16 frame handed to the encoder; always exactly FRAME_SAMPLES * channels samples. */
+  /** Interleaved int16 frame handed to the encoder; always exactly PACKET_SAMPLES * channels samples. */
   private readonly pcm: Buffer;
   private readonly pcm16: Int16Array;
   private seq = 0;
@@ -64,10 +62,10 @@ export class OpusPacketizer {
     if (options.channels !== 1 && options.channels !== 2) throw new RangeError(`channels must be 1 or 2 (got ${String(options.channels)})`);
     checkBitrate(options.bitrate);
     this.channels = options.channels;
-    this.pcm = Buffer.alloc(FRAME_SAMPLES * this.channels * 2);
+    this.pcm = Buffer.alloc(PACKET_SAMPLES * this.channels * 2);
     // Native-endian view (little-endian on every platform Node supports for this addon).
-    this.pcm16 = new Int16Array(this.pcm.buffer, this.pcm.byteOffset, FRAME_SAMPLES * this.channels);
-    this.encoder = new OpusEncoder(OPUS_RATE, this.channels);
+    this.pcm16 = new Int16Array(this.pcm.buffer, this.pcm.byteOffset, PACKET_SAMPLES * this.channels);
+    this.encoder = new OpusEncoder(SAMPLE_RATE, this.channels);
     this.encoder.applyEncoderCTL(OPUS_SET_SIGNAL, OPUS_SIGNAL_MUSIC);
     if (options.complexity !== undefined) {
       if (!Number.isInteger(options.complexity) || options.complexity < 0 || options.complexity > 10)
@@ -98,11 +96,11 @@ export class OpusPacketizer {
     const out: OpusPacket[] = [];
     let at = 0;
     while (at < pcm.length) {
-      const take = Math.min(FRAME_SAMPLES - this.fill, pcm.length - at);
+      const take = Math.min(PACKET_SAMPLES - this.fill, pcm.length - at);
       this.pending.set(pcm.subarray(at, at + take), this.fill);
       this.fill += take;
       at += take;
-      if (this.fill === FRAME_SAMPLES) {
+      if (this.fill === PACKET_SAMPLES) {
         out.push(this.encodeFrame(this.pending));
         this.fill = 0;
       }
@@ -123,9 +121,9 @@ export class OpusPacketizer {
     const out: OpusPacket[] = [];
     if (this.pushed === 0) return out; // no audio: nothing to drain
     const needed = this.pushed + this.preSkip;
-    while (this.seq * FRAME_SAMPLES < needed) {
+    while (this.seq * PACKET_SAMPLES < needed) {
       this.pending.fill(0, this.fill);
-      this.fill = FRAME_SAMPLES;
+      this.fill = PACKET_SAMPLES;
       out.push(this.encodeFrame(this.pending));
       this.fill = 0;
     }
@@ -134,12 +132,12 @@ export class OpusPacketizer {
 
   /** The only caller of encoder.encode(). */
   private encodeFrame(frame: Float32Array): OpusPacket {
-    if (frame.length !== FRAME_SAMPLES || this.fill !== FRAME_SAMPLES)
-      throw new Error(`OpusPacketizer: internal error, partial frame (${this.fill} of ${FRAME_SAMPLES})`);
+    if (frame.length !== PACKET_SAMPLES || this.fill !== PACKET_SAMPLES)
+      throw new Error(`OpusPacketizer: internal error, partial frame (${this.fill} of ${PACKET_SAMPLES})`);
     const pcm = this.pcm;
     const pcm16 = this.pcm16;
     const ch = this.channels;
-    for (let i = 0; i < FRAME_SAMPLES; i++) {
+    for (let i = 0; i < PACKET_SAMPLES; i++) {
       const x = frame[i]!;
       // x * 32768 clipped to int16; NaN -> 0.
       let v = Math.round(x * 32768);
@@ -153,9 +151,9 @@ export class OpusPacketizer {
       }
     }
     // Anything else would abort the process inside @discordjs/opus.
-    if (pcm.length !== FRAME_SAMPLES * ch * 2) throw new Error(`OpusPacketizer: refusing to encode ${pcm.length} bytes`);
+    if (pcm.length !== PACKET_SAMPLES * ch * 2) throw new Error(`OpusPacketizer: refusing to encode ${pcm.length} bytes`);
     const data = this.encoder.encode(pcm);
-    const packet: OpusPacket = { seq: this.seq, pts: this.seq * FRAME_SAMPLES, data };
+    const packet: OpusPacket = { seq: this.seq, pts: this.seq * PACKET_SAMPLES, data };
     this.seq++;
     return packet;
   }

@@ -1,6 +1,7 @@
 // The last stage of a step, per stream: every ready codec chunk decoded, resampled to 48 kHz and cut into
 // Opus packets, each stamped with the control that generated its audio.
-import { type AudioTiming, PACKET_MS } from './audio-timing.ts';
+import { PACKET_MS } from '../protocol/constants.ts';
+import type { AudioTiming } from './audio-timing.ts';
 import type { EngineSink } from './engine-core.ts';
 import type { Stream } from './stream.ts';
 
