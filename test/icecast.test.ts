@@ -1,3 +1,4 @@
+// One piece, over 400 lines: the real icecast2 and the fake-server tests share the same source harness and packet generator.
 // IcecastSource against a real icecast2 (Debian's package) on loopback, plus fake-server tests of the
 // handshake and backpressure paths that need no icecast2.
 //

@@ -1,3 +1,4 @@
+// One piece, over 400 lines: the Ogg muxer's unit tests and the live Ogg-over-HTTP tests share the same packet fixtures and decoder checks.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';

@@ -1,3 +1,4 @@
+// One piece, over 400 lines: the parser's cases, the error registry and the docs checks all test the one protocol v1 surface.
 import { readFileSync } from 'node:fs';
 import { Packr, pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';

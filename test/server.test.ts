@@ -1,3 +1,4 @@
+// One piece, over 400 lines: every server test shares one running server on the tiny preset and its client helpers.
 // The server through its real interfaces: WebSocket protocol v1, live Ogg over HTTP, /metrics, health.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';

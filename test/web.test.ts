@@ -1,3 +1,4 @@
+// One piece, over 400 lines: the page's tests share one Chromium, one server and the jitter-buffer harness.
 // The web client (clients/web): the jitter buffer's logic in Node, then the real page in Debian's
 // Chromium (playwright-core) against a real server running the tiny random preset. The page's audio
 // graph is measured through its test hook (window.riverrun): frames the AudioWorklet rendered against
