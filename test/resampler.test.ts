@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ResamplerQuality } from '../src/stream/resampler.ts';
-import { Resampler, resample } from '../src/stream/resampler.ts';
+import { filterTableCacheBytes, Resampler, resample } from '../src/stream/resampler.ts';
 import { Rng } from '../src/stream/rng.ts';
 
 function sine(n: number, freq: number, rate: number, amp = 0.5, phase = 0): Float32Array {
@@ -213,6 +213,18 @@ describe('Resampler', () => {
     console.log(`32k->48k cost: ${msPerSecond.toFixed(2)} ms of CPU per second of audio`);
     // Generous bound (CI machines vary): real time needs < 1000.
     expect(msPerSecond).toBeLessThan(100);
+  });
+
+  it('bounds its filter-table cache in bytes, whatever rates the inputs come at', () => {
+    const x = sine(64, 440, 100_000);
+    // 33 odd rates near 100 kHz, each needing its own ~3 MB table (gcd 1 with 32 kHz): over 100 MB if kept.
+    for (let k = 0; k < 33; k++) resample(x, 100_001 + 2 * k, 32000);
+    expect(filterTableCacheBytes()).toBeGreaterThan(0);
+    expect(filterTableCacheBytes()).toBeLessThanOrEqual(32 * 2 ** 20);
+    // A table too big to keep (767 999 Hz -> 32 kHz, ~25 MB) is used once and dropped.
+    const before = filterTableCacheBytes();
+    resample(x, 767_999, 32000);
+    expect(filterTableCacheBytes()).toBe(before);
   });
 
   it('rejects bad rates', () => {

@@ -65,12 +65,39 @@ interface FilterTable {
   coefs: Float64Array;
 }
 
+/**
+ * Designed tables, least recently used first, bounded in bytes: odd sample rates each need their own
+ * table (tens of MB when downsampling by a large ratio), and a client chooses the rate of its prompt.
+ */
 const tableCache = new Map<string, FilterTable>();
+const TABLE_CACHE_BYTES = 32 * 2 ** 20;
+let tableCacheBytes = 0;
+
+/** Bytes held by the filter-table cache of this thread (at most TABLE_CACHE_BYTES). */
+export function filterTableCacheBytes(): number {
+  return tableCacheBytes;
+}
+
+function cacheTable(key: string, table: FilterTable): void {
+  const bytes = table.coefs.byteLength;
+  if (bytes > TABLE_CACHE_BYTES / 4) return; // used once and dropped: it would evict everything else
+  for (const [k, t] of tableCache) {
+    if (tableCacheBytes + bytes <= TABLE_CACHE_BYTES) break;
+    tableCache.delete(k);
+    tableCacheBytes -= t.coefs.byteLength;
+  }
+  tableCache.set(key, table);
+  tableCacheBytes += bytes;
+}
 
 function designTable(L: number, M: number, spec: QualitySpec): FilterTable {
   const key = `${L}/${M}/${spec.attenuationDb}/${spec.passband}`;
   const cached = tableCache.get(key);
-  if (cached) return cached;
+  if (cached) {
+    tableCache.delete(key); // most recently used goes last
+    tableCache.set(key, cached);
+    return cached;
+  }
 
   // Everything in cycles per input sample. The lower Nyquist is 0.5 (upsampling) or 0.5*L/M (downsampling).
   const nyq = 0.5 * Math.min(1, L / M);
@@ -108,8 +135,7 @@ function designTable(L: number, M: number, spec: QualitySpec): FilterTable {
     for (let j = 0; j < taps; j++) coefs[r * taps + j]! /= sum;
   }
   const table: FilterTable = { taps, rows, interpolated, coefs };
-  if (tableCache.size > 32) tableCache.clear();
-  tableCache.set(key, table);
+  cacheTable(key, table);
   return table;
 }
 
