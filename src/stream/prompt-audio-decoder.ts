@@ -57,7 +57,10 @@ export class PromptAudioDecoder {
     if (!w) return;
     this.#waiting.delete(reply.id);
     if (this.#waiting.size === 0) this.#worker?.unref(); // an idle decoder never keeps the process alive
-    if ('audio' in reply) return w.resolve(reply.audio);
+    if ('audio' in reply) {
+      w.resolve(reply.audio);
+      return;
+    }
     const { code, message } = reply.error;
     w.reject(
       code !== undefined && code in AUDIO_FILE_ERRORS
