@@ -150,12 +150,15 @@ function checkHeaders(s: ParsedStream, channels: number, preSkip: number): { ven
   return { vendor, comments };
 }
 
-/** Checks granules of the audio pages: 960 * packets completed so far (-1 where none ends). */
+/**
+ * Checks granules of the audio pages (RFC 7845 section 4): 960 * packets completed so far, -1 where none
+ * ends (an empty EOS page included).
+ */
 function checkGranules(s: ParsedStream, firstPacket = 2): void {
   let packets = 0;
   for (const p of s.pages.slice(2)) {
     packets += p.completed;
-    if (p.completed > 0 || (p.eos && p.lacing.length === 0)) expect(p.granule).toBe(BigInt(packets * PACKET_SAMPLES));
+    if (p.completed > 0) expect(p.granule).toBe(BigInt(packets * PACKET_SAMPLES));
     else expect(p.granule).toBe(-1n);
   }
   expect(packets).toBe(s.packets.length - firstPacket);
@@ -219,9 +222,9 @@ describe('OggOpusMuxer', () => {
     const { vendor, comments } = checkHeaders(s, 2, 312);
     expect(vendor).toBe('test vendor');
     expect(comments).toEqual(['TITLE=riverrun', 'ARTIST=ünïcode']);
-    // Empty EOS page, granule 0 (no audio).
+    // Empty EOS page (no audio): no packet ends on it, so granule -1.
     expect(s.pages[2]!.lacing).toEqual([]);
-    expect(s.pages[2]!.granule).toBe(0n);
+    expect(s.pages[2]!.granule).toBe(-1n);
   });
 
   it('lacing of packets of 1, 254, 255, 256, 510 and 1000 bytes; pages of maxPacketsPerPage packets; granules', () => {
@@ -300,6 +303,38 @@ describe('OggOpusMuxer', () => {
     expect(() => mux.push([{ data: fakePacket(10, 0) }])).toThrow(/after end/);
     expect(() => new OggOpusMuxer({ channels: 1, preSkip: 312, tags: { 'A=B': 'x' } })).toThrow(RangeError);
     expect(() => new OggOpusMuxer({ channels: 1, preSkip: 312, maxPacketsPerPage: 0 })).toThrow(RangeError);
+  });
+
+  it('end of stream (RFC 7845): nothing pending gives an empty EOS page with granule -1; end(last) puts packets on the EOS page', () => {
+    const input = Array.from({ length: 12 }, (_, i) => fakePacket(100, i));
+    // 10 packets: two whole pages, nothing pending at end().
+    const a = new OggOpusMuxer({ channels: 1, preSkip: 312 });
+    const sa = parseOgg(Buffer.concat([a.headers(), a.push(input.slice(0, 10).map((data) => ({ data }))), a.end()]));
+    checkStructure(sa, true);
+    checkGranules(sa);
+    expect(sa.pages.slice(2).map((p) => [p.completed, p.granule, p.eos])).toEqual([
+      [5, 4800n, false],
+      [5, 9600n, false],
+      [0, -1n, true], // not the end position: no packet ends on this page
+    ]);
+    // The caller held back its last 7 packets: they go on the last pages, EOS on the one with the last packet.
+    const b = new OggOpusMuxer({ channels: 1, preSkip: 312 });
+    const parts = [b.headers(), b.push(input.slice(0, 3).map((data) => ({ data })))];
+    expect(b.pendingPackets).toBe(3);
+    parts.push(b.end(input.slice(3, 10).map((data) => ({ data }))));
+    const sb = parseOgg(Buffer.concat(parts));
+    checkStructure(sb, true);
+    checkGranules(sb);
+    expect(sb.pages.slice(2).map((p) => [p.completed, p.granule, p.eos])).toEqual([
+      [5, 4800n, false],
+      [5, 9600n, true],
+    ]);
+    expect(sb.packets.slice(2)).toEqual(input.slice(0, 10).map((p) => Buffer.from(p)));
+    // A bad final packet throws before anything is written.
+    const c = new OggOpusMuxer({ channels: 1, preSkip: 312 });
+    c.headers();
+    expect(() => c.end([{ data: new Uint8Array(0) }])).toThrow(RangeError);
+    expect(c.ended).toBe(false);
   });
 
   it('every muxer has its own serial by default', () => {

@@ -53,10 +53,15 @@ interface AudioFileWriter {
   finish(): void;
 }
 
-/** Ogg Opus: the packets as they arrive, pages of 5 packets, EOS on finish. */
+/**
+ * Ogg Opus: the packets as they arrive, pages of 5 packets, EOS on finish. The newest packet is held
+ * until the next batch or finish(), so that the EOS page carries the last packet and the end position
+ * (RFC 7845: no empty EOS page, whatever the packet count).
+ */
 class OggWriter implements AudioFileWriter {
   private readonly fd: number;
   private readonly muxer: OggOpusMuxer;
+  private held: Uint8Array | null = null;
   packets = 0;
 
   constructor(path: string, setup: SetupCompleteMessage) {
@@ -76,13 +81,16 @@ class OggWriter implements AudioFileWriter {
   write(packets: readonly Uint8Array[]): void {
     const nonEmpty = packets.filter((p) => p.length > 0);
     if (nonEmpty.length === 0) return;
-    const pages = this.muxer.push(nonEmpty.map((data) => ({ data })));
+    const ready = [...(this.held ? [this.held] : []), ...nonEmpty.slice(0, -1)];
+    this.held = nonEmpty.at(-1)!;
+    const pages = this.muxer.push(ready.map((data) => ({ data })));
     if (pages.length > 0) writeSync(this.fd, pages);
     this.packets += nonEmpty.length;
   }
 
   finish(): void {
-    writeSync(this.fd, this.muxer.end());
+    writeSync(this.fd, this.muxer.end(this.held ? [{ data: this.held }] : []));
+    this.held = null;
     closeSync(this.fd);
   }
 }

@@ -10,7 +10,8 @@
 // `preSkip` of those samples are the encoder's lookahead, which the decoder drops; so the playback
 // position of a page is granule - preSkip, and granule itself is simply 960 * packets for 20 ms packets
 // (the pre-skip samples are included in the count, not added on top of it). Header pages have granule 0;
-// a page on which no packet ends has granule -1.
+// a page on which no packet ends has granule -1, the empty EOS page included. No end trimming: every
+// packet's samples count in full, so the last granule is 960 * packets too.
 //
 // Page flush policy: push() emits a page whenever `maxPacketsPerPage` packets (default 5 = 100 ms) are
 // pending, and flush() emits whatever is pending; ogg-http.ts calls flush() from a timer so a packet never
@@ -240,14 +241,24 @@ export class OggOpusMuxer {
   }
 
   /**
-   * Ends the stream: the pending packets in a last page with the EOS flag (an empty EOS page, granule =
-   * the end position, when none wait). Includes the header pages when headers() was never called. Further calls return nothing.
+   * Ends the stream: the pending packets and `last` (the stream's final packets, if the caller held them
+   * back) in pages of maxPacketsPerPage, the last with the EOS flag. With no packet to carry it, the EOS
+   * page is empty with granule -1 (RFC 7845 section 4: a page on which no packet ends has no granule;
+   * the stream's length is the granule of the page before). A caller that can hold back its newest
+   * packet until it knows the stream ends (riverrun listen) passes it here, so that the EOS page carries
+   * audio and the end position. Includes the header pages when headers() was never called. Further
+   * calls return nothing.
    */
-  end(): Buffer {
+  end(last: readonly { data: Uint8Array }[] = []): Buffer {
     if (this.state === 'ended') return Buffer.alloc(0);
+    const checked = last.map((p) => ({ data: p.data, samples: opusPacketSamples(p.data) }));
     const out: Buffer[] = [];
     if (this.state === 'new') out.push(this.headers());
-    this.writePackets(this.pending, out, { bos: false, eos: true, header: false });
+    const packets = [...this.pending, ...checked];
+    const n = this.maxPacketsPerPage;
+    let at = 0;
+    for (; at + n < packets.length; at += n) this.writePackets(packets.slice(at, at + n), out, { bos: false, eos: false, header: false });
+    this.writePackets(packets.slice(at), out, { bos: false, eos: true, header: false });
     this.pending = [];
     this.state = 'ended';
     return Buffer.concat(out);
@@ -270,9 +281,9 @@ export class OggOpusMuxer {
     let completed = false; // a packet ends on the page being built
     let bos = flags.bos;
     const emit = (eos: boolean): void => {
-      // An empty EOS page (end() with nothing pending) repeats the end position rather than -1, so a
-      // reader that takes the stream length from the last page gets it.
-      const granule = flags.header ? 0 : completed || (eos && lacing.length === 0) ? this.granule : -1;
+      // RFC 7845 section 4: a page's granule is that of the last packet completed on it, -1 when none
+      // is (a page within one long packet, or an empty EOS page).
+      const granule = flags.header ? 0 : completed ? this.granule : -1;
       out.push(this.page(lacing, chunks, (continued ? FLAG_CONTINUED : 0) | (bos ? FLAG_BOS : 0) | (eos ? FLAG_EOS : 0), granule));
       lacing = [];
       chunks = [];
