@@ -19,6 +19,16 @@ export interface ServerLimits {
   steeringBurst: number;
   maxSessions: number;
   maxListeners: number;
+  /** Per client address (the socket's; IPv6 by /64): connections and personal sessions at once. */
+  maxConnectionsPerAddress: number;
+  maxSessionsPerAddress: number;
+  /** Connections that have not sent setup yet, server-wide and per address, and how long they may wait (ms). */
+  maxPendingSetups: number;
+  maxPendingPerAddress: number;
+  setupTimeoutMs: number;
+  /** Wrong tokens an address may send before it backs off, and the first backoff (ms; doubles after each further one). */
+  authFailuresAllowed: number;
+  authBackoffMs: number;
   /** Bytes a connection may have queued before its audio is skipped, and before it is closed. */
   skipAfterBytes: number;
   closeAfterBytes: number;
@@ -55,6 +65,17 @@ export const DEFAULT_LIMITS: ServerLimits = {
   steeringBurst: 10,
   maxSessions: 8,
   maxListeners: 1000,
+  // A household or office behind one NAT fits in 64 connections; 16 addresses are needed to fill the server.
+  maxConnectionsPerAddress: 64,
+  // Sessions are the costly resource: one address may take half of the default 8.
+  maxSessionsPerAddress: 4,
+  // Idle sockets are cheap to open: at most 8 per address and 128 in all may wait, for 5 s each.
+  maxPendingSetups: 128,
+  maxPendingPerAddress: 8,
+  setupTimeoutMs: 5000,
+  // 5 typos are free; then 1 s, 2 s, 4 s ... up to 5 min between guesses.
+  authFailuresAllowed: 5,
+  authBackoffMs: 1000,
   skipAfterBytes: 256 * 1024,
   closeAfterBytes: 1024 * 1024,
   closeAfterMs: 10_000,

@@ -9,6 +9,7 @@ import { errorMessage, ProtocolError, toProtocolError } from '../protocol/errors
 import type { ClientMessage, ServerMessage, SessionSpec } from '../protocol/messages.ts';
 import type { Engine } from '../stream/engine.ts';
 import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
+import type { Ticket } from './admission.ts';
 import type { Channel, StreamFeed } from './channel.ts';
 import type { Role, ServerConfig } from './config.ts';
 import { parseClientMessage } from './message-validation.ts';
@@ -22,8 +23,8 @@ export interface ServerContext {
   metrics: Metrics;
   log: Logger;
   channels: Map<string, Channel>;
-  /** Creates a personal stream; throws ProtocolError('busy') at the cap. */
-  openSession(id: string, spec: SessionSpec): Promise<StreamFeed>;
+  /** Creates a personal stream, in a slot of the ticket's; throws ProtocolError('busy') at a cap. */
+  openSession(id: string, spec: SessionSpec, ticket: Ticket): Promise<StreamFeed>;
   closeSession(id: string): void;
   shuttingDown: boolean;
 }
@@ -33,8 +34,6 @@ const STATUS_INTERVAL_MS = 1000;
 const HEARTBEAT_MS = 1000;
 /** A client that has not answered a ping for this long is not reading: its audio is skipped. */
 const SILENT_SKIP_MS = 3000;
-/** Time a new connection has to send setup. */
-const SETUP_TIMEOUT_MS = 10_000;
 
 export class Connection {
   private state: 'awaiting_setup' | 'setting_up' | 'ready' | 'closed' = 'awaiting_setup';
@@ -54,6 +53,8 @@ export class Connection {
     readonly id: string,
     private readonly ctx: ServerContext,
     private readonly log: Logger,
+    /** Its place in the server's per-address counts (admission.ts), given back on close. */
+    private readonly ticket: Ticket,
   ) {
     this.steering = new TokenBucket(ctx.config.limits.steeringPerSecond, ctx.config.limits.steeringBurst);
     ws.on('message', (data, isBinary) => {
@@ -69,9 +70,10 @@ export class Connection {
     this.heartbeat = setInterval(() => {
       if (ws.readyState === ws.OPEN) ws.ping();
     }, HEARTBEAT_MS);
+    const setupMs = ctx.config.limits.setupTimeoutMs;
     this.setupTimer = setTimeout(() => {
-      if (this.state === 'awaiting_setup') this.close(new ProtocolError('setup_required', `nothing within ${SETUP_TIMEOUT_MS / 1000} s`));
-    }, SETUP_TIMEOUT_MS);
+      if (this.state === 'awaiting_setup') this.close(new ProtocolError('setup_required', `nothing within ${setupMs / 1000} s`));
+    }, setupMs);
   }
 
   /** The feed whose audio this connection receives (its session, else its channel). */
@@ -108,6 +110,7 @@ export class Connection {
     if (msg.type === 'setup') {
       if (this.state !== 'awaiting_setup') throw new ProtocolError('already_setup');
       this.state = 'setting_up';
+      this.ticket.setupStarted();
       try {
         await this.setup(msg);
       } catch (err) {
@@ -147,8 +150,13 @@ export class Connection {
   private async setup(msg: Extract<ClientMessage, { type: 'setup' }>): Promise<void> {
     const { config } = this.ctx;
     if (msg.token !== undefined) {
+      // An address that keeps guessing is refused without its token being looked at.
+      this.ticket.checkAuth();
       const role = config.tokens.get(msg.token);
-      if (!role) throw new ProtocolError('unauthorized', 'unknown token');
+      if (!role) {
+        this.ticket.authFailed();
+        throw new ProtocolError('unauthorized', 'unknown token');
+      }
       this.role = role;
     } else {
       if (config.anonymousRole === 'none') throw new ProtocolError('unauthorized', 'a token is required');
@@ -161,7 +169,7 @@ export class Connection {
     }
     if (msg.session !== undefined) {
       if (this.role === 'listener') throw new ProtocolError('forbidden', 'a personal session needs a session or operator token');
-      this.session = await this.ctx.openSession(`session:${this.id}`, msg.session);
+      this.session = await this.ctx.openSession(`session:${this.id}`, msg.session, this.ticket);
       if (this.state === 'closed') {
         this.ctx.closeSession(this.session.id);
         return;
@@ -283,6 +291,7 @@ export class Connection {
       this.ctx.closeSession(this.session.id);
       this.session = null;
     }
+    this.ticket.release();
     this.state = 'closed';
   }
 }

@@ -2,6 +2,7 @@
 // service watches: throughput, batch size, step latency, real-time factor, lead, underruns, streams,
 // listeners, bytes sent, errors by code.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { AdmissionStats } from './admission.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -85,6 +86,40 @@ export class Metrics {
     labelNames: ['code'],
     registers: [this.registry],
   });
+
+  private admissionStats: (() => AdmissionStats) | null = null;
+  readonly connections = new Gauge({
+    name: 'riverrun_connections',
+    help: 'WebSocket connections, by state (pending: no setup yet)',
+    labelNames: ['state'],
+    registers: [this.registry],
+    collect: () => {
+      const s = this.admissionStats?.();
+      if (!s) return;
+      this.connections.set({ state: 'pending' }, s.pending);
+      this.connections.set({ state: 'set_up' }, s.connections - s.pending);
+    },
+  });
+  readonly authBackoff = new Gauge({
+    name: 'riverrun_auth_backoff_addresses',
+    help: 'Client addresses refused setup with a token now, after repeated wrong tokens',
+    registers: [this.registry],
+    collect: () => {
+      const s = this.admissionStats?.();
+      if (s) this.authBackoff.set(s.authBlocked);
+    },
+  });
+  readonly refused = new Counter({
+    name: 'riverrun_admission_refused_total',
+    help: 'Connections or setups refused by a cap: connections, pending (no setup yet), sessions, auth (backoff)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+
+  /** Where the connection gauges read their values, at each scrape. */
+  trackAdmission(stats: () => AdmissionStats): void {
+    this.admissionStats = stats;
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -5,15 +5,17 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { Checkpoint } from '../models/checkpoint.ts';
 import { defaultModelDir } from '../models/default-model.ts';
+import { encodeServerMessage } from '../protocol/codec.ts';
 import { PACKET_MS, PROTOCOL_PATH } from '../protocol/constants.ts';
-import { PROTOCOL_ERRORS, ProtocolError } from '../protocol/errors.ts';
+import { errorMessage, PROTOCOL_ERRORS, ProtocolError, toProtocolError } from '../protocol/errors.ts';
 import type { SessionSpec } from '../protocol/messages.ts';
 import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
 import { Engine } from '../stream/engine.ts';
 import { keepFramesFor } from '../stream/engine-options.ts';
+import { Admission, addressKey, type Ticket } from './admission.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
 import { Connection, type ServerContext } from './connection.ts';
@@ -33,6 +35,8 @@ export interface RiverrunServer {
   readonly url: string;
   readonly engine: Engine;
   readonly metrics: Metrics;
+  /** Who may connect and set up now: connection, session and failed-auth counts per address. */
+  readonly admission: Admission;
   /** Stops accepting, tells every client (close 1001), ends Ogg streams with EOS, stops the engine. */
   close(): Promise<void>;
 }
@@ -61,11 +65,27 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   const metrics = new Metrics();
   const feeds = new Map<string, StreamFeed>();
   const channels = new Map<string, Channel>();
-  const sessions = new Map<string, StreamFeed>();
+  /** Personal sessions: id -> gives its admission slot back. */
+  const sessions = new Map<string, () => void>();
   const connections = new Set<Connection>();
   const oggStreams = new OggStreams();
   const icecasts: IcecastSource[] = [];
   let ready = false;
+  const { limits } = config;
+  const admission = new Admission(
+    {
+      maxConnections: limits.maxListeners,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+      maxPendingSetups: limits.maxPendingSetups,
+      maxPendingPerAddress: limits.maxPendingPerAddress,
+      maxSessions: limits.maxSessions,
+      maxSessionsPerAddress: limits.maxSessionsPerAddress,
+      authFailuresAllowed: limits.authFailuresAllowed,
+      authBackoffMs: limits.authBackoffMs,
+    },
+    { onRefused: (reason) => metrics.refused.inc({ reason }) },
+  );
+  metrics.trackAdmission(() => admission.stats());
 
   engine.on('packets', (id, packets) => feeds.get(id)?.publish(packets));
   engine.on('applied', (id, e) => feeds.get(id)?.applied(e));
@@ -88,9 +108,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     log,
     channels,
     shuttingDown: false,
-    async openSession(id: string, spec: SessionSpec): Promise<StreamFeed> {
-      if (sessions.size >= config.limits.maxSessions)
-        throw new ProtocolError('busy', `all ${config.limits.maxSessions} personal sessions are in use`);
+    async openSession(id: string, spec: SessionSpec, ticket: Ticket): Promise<StreamFeed> {
+      // The slot is taken before the first await, so setups arriving together cannot all pass the caps.
+      const release = ticket.reserveSession();
       let audioPrompt: Float32Array | undefined;
       if (spec.audio) {
         try {
@@ -98,12 +118,13 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
             maxSeconds: Math.min(AUDIO_PROMPT_MAX_SECONDS, (windowFrames * 0.5) / frameRate),
           });
         } catch (err) {
+          release();
           if (err instanceof AudioFileError) throw new ProtocolError('invalid_field', 'session.audio', err.message);
           throw err;
         }
       }
       const feed = new StreamFeed(id, 2);
-      sessions.set(id, feed);
+      sessions.set(id, release);
       feeds.set(id, feed);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       try {
@@ -121,7 +142,10 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       return feed;
     },
     closeSession(id: string): void {
-      if (!sessions.delete(id)) return;
+      const release = sessions.get(id);
+      if (!release) return;
+      sessions.delete(id);
+      release();
       feeds.delete(id);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       for (const g of [metrics.realtimeFactor, metrics.leadSeconds, metrics.underruns]) g.remove({ stream: id });
@@ -238,16 +262,32 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     if (config.allowedOrigins.length > 0 && origin !== undefined && !config.allowedOrigins.includes(origin))
       return refuse(PROTOCOL_ERRORS.forbidden.httpStatus, 'Forbidden');
     wss.handleUpgrade(req, socket, head, (ws) => {
+      if (ctx.shuttingDown) return turnAway(ws, new ProtocolError('shutting_down'));
+      let ticket: Ticket;
+      try {
+        // The socket's own peer address: headers such as X-Forwarded-For are not trusted.
+        ticket = admission.admit(addressKey(req.socket.remoteAddress));
+      } catch (err) {
+        return turnAway(ws, toProtocolError(err));
+      }
       const id = randomUUID();
-      const connLog = log.child({ conn: id });
-      const conn = new Connection(ws, id, ctx, connLog);
-      if (ctx.shuttingDown) return conn.close(new ProtocolError('shutting_down'));
-      if (connections.size >= config.limits.maxListeners)
-        return conn.close(new ProtocolError('busy', `the server has ${config.limits.maxListeners} connections`));
+      const conn = new Connection(ws, id, ctx, log.child({ conn: id }), ticket);
       connections.add(conn);
       ws.on('close', () => connections.delete(conn));
     });
   });
+
+  /** Refuses a WebSocket connection before it counts anywhere: the error, then its close code. */
+  function turnAway(ws: WebSocket, err: ProtocolError): void {
+    const e = err.asFatal();
+    const bytes = encodeServerMessage(errorMessage(e));
+    metrics.errors.inc({ code: e.code });
+    metrics.bytesSent.inc({ transport: 'websocket' }, bytes.byteLength);
+    ws.send(bytes, { binary: true });
+    ws.close(e.closeCode, e.closeReason);
+    // A peer that ignores the close handshake is cut off.
+    setTimeout(() => ws.terminate(), 2000).unref();
+  }
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
@@ -266,6 +306,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     url: `http://127.0.0.1:${port}`,
     engine,
     metrics,
+    admission,
     close(): Promise<void> {
       closing ??= (async () => {
         ctx.shuttingDown = true;
