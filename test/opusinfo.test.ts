@@ -15,6 +15,8 @@ import { OggOpusMuxer } from '../src/stream/ogg-muxer.ts';
 import { OPUS_PRE_SKIP, OpusPacketizer } from '../src/stream/opus-packetizer.ts';
 
 const BIN = new URL('../bin/riverrun', import.meta.url).pathname;
+/** opus-tools' opusinfo (env OPUSINFO for another path). */
+const OPUSINFO = process.env.OPUSINFO ?? 'opusinfo';
 let work: string;
 
 beforeAll(() => {
@@ -28,7 +30,7 @@ afterAll(() => {
 
 /** Runs opusinfo on `path`; fails on any line with WARNING or ERROR, printing its whole output. */
 function expectOpusinfoClean(path: string): string {
-  const r = spawnSync('opusinfo', [path], { encoding: 'utf8' });
+  const r = spawnSync(OPUSINFO, [path], { encoding: 'utf8' });
   if (r.error) throw new Error(`cannot run opusinfo (install opus-tools; .ci/run does): ${r.error.message}`);
   const output = `${r.stdout}${r.stderr}`;
   const bad = output.split('\n').filter((line) => /WARNING|ERROR/.test(line));

@@ -61,6 +61,18 @@ describe('riverrun serve configuration', () => {
     }
   });
 
+  it('live Ogg limits: --max-ogg-listeners and --ogg-max-behind-kb, with defaults and range checks', () => {
+    const d = parseServeArgs([], {})!;
+    expect(d.limits.maxOggListeners).toBe(1000);
+    expect(d.limits.oggMaxBehindBytes).toBe(128 * 1024);
+    const c = parseServeArgs(['--max-ogg-listeners', '5', '--ogg-max-behind-kb', '16'], {})!;
+    expect(c.limits.maxOggListeners).toBe(5);
+    expect(c.limits.oggMaxBehindBytes).toBe(16 * 1024);
+    expect(parseServeArgs(['--max-ogg-listeners', '0'], {})!.limits.maxOggListeners).toBe(0); // Ogg off
+    expect(() => parseServeArgs(['--max-ogg-listeners', '1.5'], {})).toThrow(/--max-ogg-listeners must be an integer/);
+    expect(() => parseServeArgs(['--ogg-max-behind-kb', '2'], {})).toThrow(/--ogg-max-behind-kb must be an integer in \[4, /);
+  });
+
   it('reads a channels file and checks it with the protocol rules', () => {
     const ok = channelsFile([
       { id: 'lofi', name: 'Lofi', prompts: [{ text: 'lofi beat', weight: 1 }], config: { temperature: 0.9 }, channels: 1 },

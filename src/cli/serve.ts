@@ -28,6 +28,8 @@ Start the Riverrun server: protocol v1 at /v1/ws, the web client at /, live Ogg 
                          comma separated; default any)
   --max-sessions N       personal streams at once (default ${DEFAULT_LIMITS.maxSessions})
   --max-listeners N      connections at once (default ${DEFAULT_LIMITS.maxListeners})
+  --max-ogg-listeners N  live Ogg (HTTP) listeners at once (default ${DEFAULT_LIMITS.maxOggListeners})
+  --ogg-max-behind-kb N  drop an Ogg listener this many KiB behind (default ${DEFAULT_LIMITS.oggMaxBehindBytes / 1024})
   --lead-ms N            audio generated ahead of real time (default 1500)
   --window-seconds S     context window before a stream re-primes (default 30, capped by the model)
   --bitrate N            Opus bitrate in bits/s (default 64000)
@@ -48,6 +50,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     'allow-origin': { type: 'string', multiple: true },
     'max-sessions': { type: 'string' },
     'max-listeners': { type: 'string' },
+    'max-ogg-listeners': { type: 'string' },
+    'ogg-max-behind-kb': { type: 'string' },
     'lead-ms': { type: 'string' },
     'window-seconds': { type: 'string' },
     bitrate: { type: 'string' },
@@ -112,6 +116,9 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
       ...DEFAULT_LIMITS,
       maxSessions: int('--max-sessions', values['max-sessions'], DEFAULT_LIMITS.maxSessions, 0, 10_000),
       maxListeners: int('--max-listeners', values['max-listeners'], DEFAULT_LIMITS.maxListeners, 1, 1_000_000),
+      maxOggListeners: int('--max-ogg-listeners', values['max-ogg-listeners'], DEFAULT_LIMITS.maxOggListeners, 0, 1_000_000),
+      oggMaxBehindBytes:
+        1024 * int('--ogg-max-behind-kb', values['ogg-max-behind-kb'], DEFAULT_LIMITS.oggMaxBehindBytes / 1024, 4, 1024 * 1024),
     },
     leadMs: int('--lead-ms', values['lead-ms'], 1500, 100, 60_000),
     windowSeconds: int('--window-seconds', values['window-seconds'], 30, 2, 600),

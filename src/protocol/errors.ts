@@ -127,7 +127,9 @@ export const PROTOCOL_ERRORS = {
     message: 'Server busy: %s',
     fatal: true,
     closeCode: P.TRY_AGAIN_LATER,
-    meaning: 'A cap on personal sessions or connections is reached; try again later with backoff.',
+    httpStatus: 503,
+    meaning:
+      'A cap on personal sessions or connections is reached; try again later with backoff. Over HTTP: the Ogg stream when --max-ogg-listeners are connected (with Retry-After).',
   },
   rate_limited: {
     message: 'Too many steering messages: %s',

@@ -29,6 +29,13 @@ export interface ServerLimits {
   /** Wrong tokens an address may send before it backs off, and the first backoff (ms; doubles after each further one). */
   authFailuresAllowed: number;
   authBackoffMs: number;
+  /** Live Ogg (HTTP) listeners at once; one more is answered 503 `busy` with Retry-After. */
+  maxOggListeners: number;
+  /**
+   * Bytes an Ogg listener may be behind before it is dropped: unsent in Node plus, where the OS tells
+   * (Linux), sent to the kernel but not yet acknowledged by the client.
+   */
+  oggMaxBehindBytes: number;
   /** Bytes a connection may have queued before its audio is skipped, and before it is closed. */
   skipAfterBytes: number;
   closeAfterBytes: number;
@@ -76,6 +83,9 @@ export const DEFAULT_LIMITS: ServerLimits = {
   // 5 typos are free; then 1 s, 2 s, 4 s ... up to 5 min between guesses.
   authFailuresAllowed: 5,
   authBackoffMs: 1000,
+  maxOggListeners: 1000,
+  // 16 s of a 64 kbit/s stream: a listener that reads has at most a batch (0.5 s) in flight.
+  oggMaxBehindBytes: 128 * 1024,
   skipAfterBytes: 256 * 1024,
   closeAfterBytes: 1024 * 1024,
   closeAfterMs: 10_000,

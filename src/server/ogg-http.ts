@@ -3,27 +3,38 @@
 //
 // Every response has its own OggOpusMuxer (own serial, page sequence and granule from 0): it gets the two
 // header pages first, then the pages of the packets the source emits from the moment it joined; never
-// the history. A client that does not keep up (its unsent data, in Node and in the socket's user-space
-// buffer, above maxBufferedBytes) is dropped by destroying its response; it costs the other listeners
-// nothing, as each response is written on its own and nothing waits for a slow one. On shutdown the
-// server ends every response cleanly with an EOS page (handle.end() or OggStreams.endAll()).
+// the history. A client that does not keep up is dropped: more than maxBufferedBytes behind, counting
+// what waits in Node (the response's and socket's queues) and, where the OS tells, what the kernel holds
+// unacknowledged. The kernel part matters: Node 20 cannot shrink a TCP socket's send buffer (no
+// SO_SNDBUF), and Linux grows it to megabytes, so a client that stops reading fills the kernel for
+// minutes before Node sees any backpressure. OggStreams samples the kernel's per-socket queue from
+// /proc/self/net/tcp{,6} (Linux) every second; elsewhere only Node's queue counts. A dropped client is
+// reset (RST), so the kernel frees its queue at once instead of keeping it for an orphaned socket. A
+// drop costs the other listeners nothing, as each response is written on its own and nothing waits for
+// a slow one. OggStreams also caps the listeners (503 `busy`, Retry-After). On shutdown the server ends
+// every response cleanly with an EOS page (handle.end() or OggStreams.endAll()).
+import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIPv4, isIPv6, type Socket } from 'node:net';
+import { endianness } from 'node:os';
+import { PROTOCOL_ERRORS } from '../protocol/errors.ts';
 import type { OggMuxerStats } from '../stream/ogg-muxer.ts';
 import { OggOpusMuxer } from '../stream/ogg-muxer.ts';
 import type { PacketSource } from './packet-source.ts';
 
 /**
  * Why a response closed: `ended` (handle.end / endAll, EOS page sent), `client-closed` (the client went
- * away), `slow-client` (dropped: more than maxBufferedBytes unsent), `error` (socket or stream error),
- * `head` (a HEAD request, headers only), `method-not-allowed` (405).
+ * away), `slow-client` (dropped: more than maxBufferedBytes behind), `error` (socket or stream error),
+ * `head` (a HEAD request, headers only), `method-not-allowed` (405), `busy` (503: at the listener cap).
  */
-export type OggCloseReason = 'ended' | 'client-closed' | 'slow-client' | 'error' | 'head' | 'method-not-allowed';
+export type OggCloseReason = 'ended' | 'client-closed' | 'slow-client' | 'error' | 'head' | 'method-not-allowed' | 'busy';
 
 export interface OggStreamOptions {
   /**
-   * Drop the client when more than this many bytes wait to be sent to it. Must hold at least one
-   * batch of the source (the engine emits 0.5 s batches) with margin: a few seconds of audio, e.g.
-   * 256 KiB for 64-128 kbit/s streams.
+   * Drop the client when it is more than this many bytes behind: unsent in Node, plus unacknowledged in
+   * the kernel where OggStreams samples it (checkBehind). Must hold at least one batch of the source
+   * (the engine emits 0.5 s batches) with margin: a few seconds of audio, e.g. 128 KiB for 64-128
+   * kbit/s streams.
    */
   maxBufferedBytes: number;
   /** Called once, when the response has closed (for whatever reason). */
@@ -52,6 +63,11 @@ export interface OggStreamHandle {
   readonly done: Promise<OggCloseReason>;
   /** What the muxer has written (null for HEAD and refused requests). */
   readonly stats: OggMuxerStats | null;
+  /**
+   * Takes a new sample of the bytes the kernel holds unacknowledged for this client, and drops it
+   * (`slow-client`) if that and Node's queue are now more than maxBufferedBytes.
+   */
+  checkBehind(kernelBytes: number): void;
 }
 
 const OGG_RESPONSE_HEADERS: Readonly<Record<string, string>> = {
@@ -62,6 +78,25 @@ const OGG_RESPONSE_HEADERS: Readonly<Record<string, string>> = {
 
 const DEFAULT_MAX_PAGE_DELAY_MS = 150;
 const DEFAULT_END_TIMEOUT_MS = 2000;
+/** Seconds a refused (busy) listener is asked to wait before it tries again. */
+const BUSY_RETRY_AFTER_S = 10;
+const DEFAULT_KERNEL_SAMPLE_MS = 1000;
+
+/**
+ * Closes the response's socket with a TCP reset rather than a FIN: the kernel drops what it still holds
+ * for a client that does not read, instead of keeping it (for minutes) for the orphaned socket.
+ */
+function resetSocket(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket && !socket.destroyed) {
+    try {
+      socket.resetAndDestroy();
+    } catch {
+      // Not a TCP socket (resetAndDestroy throws): destroy below.
+    }
+  }
+  res.destroy();
+}
 
 /**
  * Serves `source` as a live Ogg Opus stream on `res` (GET), or only the response headers (HEAD); other
@@ -86,6 +121,8 @@ export function serveOggStream(
   let unsubscribe: (() => void) | null = null;
   let pageTimer: NodeJS.Timeout | null = null;
   let endTimer: NodeJS.Timeout | null = null;
+  /** The kernel's unacknowledged bytes for this client, as last sampled (0 where unknown). */
+  let kernelBytes = 0;
   let resolveDone!: (reason: OggCloseReason) => void;
   const done = new Promise<OggCloseReason>((resolve) => {
     resolveDone = resolve;
@@ -112,20 +149,24 @@ export function serveOggStream(
     options.onClose?.(reason);
   };
 
-  /** Drops the client at once (no EOS: its buffer is full or the socket failed). */
+  /** Drops the client at once (no EOS: it is too far behind, or the socket failed). */
   const drop = (why: OggCloseReason): void => {
     if (closed) return;
     closing ??= why;
     stopSource();
-    res.destroy();
+    if (why === 'slow-client') resetSocket(res);
+    else res.destroy();
   };
+
+  // writableLength: bytes queued in the response and in the socket's user-space buffer, i.e. what the
+  // kernel would not take yet; kernelBytes: what it took and the client has not acknowledged. A client
+  // that reads keeps both near zero.
+  const tooFarBehind = (): boolean => res.writableLength + kernelBytes > maxBufferedBytes;
 
   const write = (bytes: Buffer): void => {
     if (closed || closing || bytes.length === 0) return;
     res.write(bytes);
-    // writableLength: bytes queued in the response and in the socket's user-space buffer, i.e. what the
-    // kernel would not take; a client that reads keeps it near zero.
-    if (res.writableLength > maxBufferedBytes) drop('slow-client');
+    if (tooFarBehind()) drop('slow-client');
   };
 
   const flushPage = (): void => {
@@ -157,7 +198,7 @@ export function serveOggStream(
     closing = 'ended';
     stopSource();
     res.end(muxer ? muxer.end() : undefined);
-    endTimer = setTimeout(() => res.destroy(), endTimeoutMs);
+    endTimer = setTimeout(() => resetSocket(res), endTimeoutMs);
     endTimer.unref();
   };
 
@@ -172,6 +213,10 @@ export function serveOggStream(
     done,
     get stats() {
       return muxer ? muxer.stats : null;
+    },
+    checkBehind(bytes: number) {
+      kernelBytes = bytes;
+      if (!closed && !closing && tooFarBehind()) drop('slow-client');
     },
   };
 
@@ -214,27 +259,169 @@ export function serveOggStream(
   return handle;
 }
 
-/** The open Ogg responses of a server, so that shutdown can end them all with an EOS page. */
+export interface OggStreamsOptions {
+  /** Open streams at most (default: no cap); one more is answered 503 `busy` with Retry-After. */
+  maxListeners?: number;
+  /** How often the kernel's unacknowledged bytes per client are sampled, where the OS tells (ms; 1000). */
+  kernelSampleMs?: number;
+}
+
+/**
+ * The open Ogg responses of a server: capped in number, checked against what the kernel holds for
+ * each (Linux), and ended all at once with an EOS page on shutdown.
+ */
 export class OggStreams {
-  private readonly open = new Set<OggStreamHandle>();
+  /** Each open stream and its socket's key in /proc/self/net/tcp{,6} (null when not known). */
+  private readonly open = new Map<OggStreamHandle, string | null>();
+  private readonly maxListeners: number;
+  private readonly kernelSampleMs: number;
+  private sampler: NodeJS.Timeout | null = null;
+  private sampling = false;
+  /** The OS does not tell (not Linux, or /proc unreadable): only Node's queues count. */
+  private noKernelQueues = false;
+
+  constructor(options: OggStreamsOptions = {}) {
+    this.maxListeners = options.maxListeners ?? Number.POSITIVE_INFINITY;
+    this.kernelSampleMs = options.kernelSampleMs ?? DEFAULT_KERNEL_SAMPLE_MS;
+  }
 
   get size(): number {
     return this.open.size;
   }
 
   serve(req: IncomingMessage, res: ServerResponse, source: PacketSource, options: OggStreamOptions): OggStreamHandle {
+    if (this.open.size >= this.maxListeners) return refuseBusy(res, this.maxListeners, options);
     const handle = serveOggStream(req, res, source, options);
     if (!handle.closed) {
-      this.open.add(handle);
+      this.open.set(handle, kernelSocketKey(req.socket));
       void handle.done.then(() => this.open.delete(handle));
+      this.startSampling();
     }
     return handle;
   }
 
   /** Ends every open stream (EOS page, end of body); resolves when all have closed. */
   endAll(): Promise<void> {
-    const handles = [...this.open];
+    const handles = [...this.open.keys()];
     for (const h of handles) h.end();
     return Promise.all(handles.map((h) => h.done)).then(() => undefined);
   }
+
+  private startSampling(): void {
+    if (this.sampler || this.noKernelQueues) return;
+    this.sampler = setInterval(() => void this.sample(), this.kernelSampleMs);
+    this.sampler.unref();
+  }
+
+  private stopSampling(): void {
+    if (this.sampler) clearInterval(this.sampler);
+    this.sampler = null;
+  }
+
+  private async sample(): Promise<void> {
+    if (this.open.size === 0) return this.stopSampling();
+    if (this.sampling) return;
+    this.sampling = true;
+    try {
+      const queues = await readKernelSendQueues();
+      if (queues === null) {
+        this.noKernelQueues = true;
+        this.stopSampling();
+        return;
+      }
+      for (const [handle, key] of this.open) if (key !== null) handle.checkBehind(queues.get(key) ?? 0);
+    } finally {
+      this.sampling = false;
+    }
+  }
+}
+
+/** 503 `busy` with Retry-After, as a handle that is already closed. */
+function refuseBusy(res: ServerResponse, max: number, options: OggStreamOptions): OggStreamHandle {
+  res.writeHead(PROTOCOL_ERRORS.busy.httpStatus, {
+    'Content-Type': 'text/plain',
+    'Retry-After': String(BUSY_RETRY_AFTER_S),
+    'Cache-Control': 'no-store',
+  });
+  res.end(`busy: the server has ${max} Ogg listeners; try again later\n`);
+  options.onClose?.('busy');
+  return {
+    end() {},
+    closed: true,
+    reason: 'busy',
+    done: Promise.resolve('busy'),
+    stats: null,
+    checkBehind() {},
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The kernel's send queues (Linux): /proc/self/net/tcp and tcp6 list every TCP socket of this network
+// namespace with tx_queue, the bytes written to it that the peer has not acknowledged yet.
+
+/** Socket key -> tx_queue bytes (sockets with a non-empty queue only); null when the OS does not tell. */
+async function readKernelSendQueues(): Promise<Map<string, number> | null> {
+  if (process.platform !== 'linux') return null;
+  const queues = new Map<string, number>();
+  let readable = false;
+  for (const file of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
+    let text: string;
+    try {
+      text = await readFile(file, 'latin1');
+    } catch {
+      continue; // tcp6 is missing where IPv6 is off
+    }
+    readable = true;
+    // "sl local_address rem_address st tx_queue:rx_queue ...", addresses as HEXADDR:HEXPORT.
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5) continue;
+      const tx = Number.parseInt(f[4]!.slice(0, f[4]!.indexOf(':')), 16);
+      if (tx > 0) queues.set(`${f[2]}/${f[1]!.slice(f[1]!.indexOf(':') + 1)}`, tx);
+    }
+  }
+  return readable ? queues : null;
+}
+
+/**
+ * The socket as /proc/self/net/tcp{,6} names it: "REMOTEADDR:REMOTEPORT/LOCALPORT" in upper-case hex,
+ * the address as the kernel prints it (each 32-bit word in host byte order). Null if not known.
+ */
+function kernelSocketKey(socket: Socket): string | null {
+  const { remoteAddress, remotePort, localPort } = socket;
+  if (remoteAddress === undefined || remotePort === undefined || localPort === undefined) return null;
+  const bytes = addressBytes(remoteAddress);
+  if (bytes === null) return null;
+  const littleEndian = endianness() === 'LE';
+  let hex = '';
+  for (let i = 0; i < bytes.length; i += 4) {
+    const word = bytes.slice(i, i + 4);
+    if (littleEndian) word.reverse();
+    for (const b of word) hex += b.toString(16).padStart(2, '0');
+  }
+  const port = (p: number): string => p.toString(16).padStart(4, '0');
+  return `${hex}:${port(remotePort)}/${port(localPort)}`.toUpperCase();
+}
+
+/** The 4 (IPv4) or 16 (IPv6, IPv4-mapped included) bytes of an address as Node prints it. */
+function addressBytes(address: string): number[] | null {
+  if (isIPv4(address)) return address.split('.').map(Number);
+  if (!isIPv6(address)) return null;
+  let a = address.replace(/%.*$/, ''); // zone id
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (v4) {
+    const [b0, b1, b2, b3] = v4.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, v4.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head, tail] = a.split('::') as [string, string | undefined];
+  const words = (part: string): string[] => (part === '' ? [] : part.split(':'));
+  const groups =
+    tail === undefined
+      ? words(head)
+      : [...words(head), ...Array<string>(8 - words(head).length - words(tail).length).fill('0'), ...words(tail)];
+  if (groups.length !== 8) return null;
+  return groups.flatMap((g) => {
+    const v = Number.parseInt(g, 16);
+    return [v >> 8, v & 0xff];
+  });
 }

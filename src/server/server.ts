@@ -26,7 +26,6 @@ import { PROTOCOL_MODULE_URL, serveProtocolModule } from './protocol-module.ts';
 import { serveStatic } from './static-files.ts';
 
 const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
-const OGG_MAX_BUFFERED = 256 * 1024;
 /** Longest audio prompt (and at most half the context window, to leave room to continue). */
 const AUDIO_PROMPT_MAX_SECONDS = 10;
 
@@ -68,7 +67,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   /** Personal sessions: id -> gives its admission slot back. */
   const sessions = new Map<string, () => void>();
   const connections = new Set<Connection>();
-  const oggStreams = new OggStreams();
+  const oggStreams = new OggStreams({ maxListeners: config.limits.maxOggListeners });
   const icecasts: IcecastSource[] = [];
   let ready = false;
   const { limits } = config;
@@ -237,7 +236,10 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         return;
       }
       metrics.listeners.inc({ transport: 'ogg' });
-      const handle = oggStreams.serve(req, res, channel, { maxBufferedBytes: OGG_MAX_BUFFERED, tags: { TITLE: channel.spec.name } });
+      const handle = oggStreams.serve(req, res, channel, {
+        maxBufferedBytes: config.limits.oggMaxBehindBytes,
+        tags: { TITLE: channel.spec.name },
+      });
       void handle.done.then(() => {
         metrics.listeners.dec({ transport: 'ogg' });
         metrics.bytesSent.inc({ transport: 'ogg' }, handle.stats?.totalBytes ?? 0);
