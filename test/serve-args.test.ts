@@ -24,6 +24,37 @@ describe('riverrun serve configuration', () => {
     expect(c.modelDir).toBeNull();
   });
 
+  it('per-address, pending-setup and failed-token limits: defaults, flags and range checks', () => {
+    const d = parseServeArgs([], {})!.limits;
+    expect(d).toMatchObject({
+      maxConnectionsPerAddress: 64,
+      maxSessionsPerAddress: 4,
+      maxPendingSetups: 128,
+      maxPendingPerAddress: 8,
+      setupTimeoutMs: 5000,
+      authFailuresAllowed: 5,
+      authBackoffMs: 1000,
+    });
+    const c = parseServeArgs(
+      [
+        ...['--max-connections-per-address', '10', '--max-sessions-per-address', '2', '--max-pending-setups', '50'],
+        ...['--max-pending-per-address', '3', '--setup-timeout-ms', '2000', '--auth-failures', '0', '--auth-backoff-ms', '250'],
+      ],
+      {},
+    )!.limits;
+    expect(c).toMatchObject({
+      maxConnectionsPerAddress: 10,
+      maxSessionsPerAddress: 2,
+      maxPendingSetups: 50,
+      maxPendingPerAddress: 3,
+      setupTimeoutMs: 2000,
+      authFailuresAllowed: 0,
+      authBackoffMs: 250,
+    });
+    expect(() => parseServeArgs(['--max-connections-per-address', '0'], {})).toThrow(/--max-connections-per-address must be an integer/);
+    expect(() => parseServeArgs(['--setup-timeout-ms', '50'], {})).toThrow(/--setup-timeout-ms must be an integer in \[100, /);
+  });
+
   it('flags win over the environment; tokens make anonymous connections listeners', () => {
     const c = parseServeArgs(['--port', '9000', '--token', 'abc:operator'], {
       PORT: '7000',

@@ -27,6 +27,16 @@ Start the Riverrun server: protocol v1 at /v1/ws, the web client at /, live Ogg 
   --allow-origin URL     allowed Origin for WebSocket connections; repeatable (env RIVERRUN_ALLOWED_ORIGINS,
                          comma separated; default any)
   --max-sessions N       personal streams at once (default ${DEFAULT_LIMITS.maxSessions})
+  --max-sessions-per-address N, --max-connections-per-address N
+                         sessions and connections from one client address (the socket's, IPv6 by
+                         /64; default ${DEFAULT_LIMITS.maxSessionsPerAddress}, ${DEFAULT_LIMITS.maxConnectionsPerAddress})
+  --max-pending-setups N, --max-pending-per-address N
+                         connections that have not sent setup yet, in all and from one address
+                         (default ${DEFAULT_LIMITS.maxPendingSetups}, ${DEFAULT_LIMITS.maxPendingPerAddress})
+  --setup-timeout-ms N   time a connection has to send setup (default ${DEFAULT_LIMITS.setupTimeoutMs})
+  --auth-failures N      wrong tokens from one address before it backs off (default ${DEFAULT_LIMITS.authFailuresAllowed})
+  --auth-backoff-ms N    first backoff; doubles with each further wrong token, up to 5 min
+                         (default ${DEFAULT_LIMITS.authBackoffMs})
   --max-listeners N      connections at once (default ${DEFAULT_LIMITS.maxListeners})
   --max-ogg-listeners N  live Ogg (HTTP) listeners at once (default ${DEFAULT_LIMITS.maxOggListeners})
   --ogg-max-behind-kb N  drop an Ogg listener this many KiB behind (default ${DEFAULT_LIMITS.oggMaxBehindBytes / 1024})
@@ -49,6 +59,13 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     'anonymous-role': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
     'max-sessions': { type: 'string' },
+    'max-sessions-per-address': { type: 'string' },
+    'max-connections-per-address': { type: 'string' },
+    'max-pending-setups': { type: 'string' },
+    'max-pending-per-address': { type: 'string' },
+    'setup-timeout-ms': { type: 'string' },
+    'auth-failures': { type: 'string' },
+    'auth-backoff-ms': { type: 'string' },
     'max-listeners': { type: 'string' },
     'max-ogg-listeners': { type: 'string' },
     'ogg-max-behind-kb': { type: 'string' },
@@ -115,6 +132,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     limits: {
       ...DEFAULT_LIMITS,
       maxSessions: int('--max-sessions', values['max-sessions'], DEFAULT_LIMITS.maxSessions, 0, 10_000),
+      ...admissionLimits(int, values),
       maxListeners: int('--max-listeners', values['max-listeners'], DEFAULT_LIMITS.maxListeners, 1, 1_000_000),
       maxOggListeners: int('--max-ogg-listeners', values['max-ogg-listeners'], DEFAULT_LIMITS.maxOggListeners, 0, 1_000_000),
       oggMaxBehindBytes:
@@ -125,6 +143,25 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     bitrate: int('--bitrate', values.bitrate, 64000, 6000, 510_000),
     webRoot: new URL('../../clients/web/', import.meta.url).pathname,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
+  };
+}
+
+/** The per-address, pending-setup and failed-token limits (admission.ts) from their flags. */
+function admissionLimits(
+  int: (name: string, v: string | undefined, fallback: number, min: number, max: number) => number,
+  values: Record<string, unknown>,
+): Partial<ServerConfig['limits']> {
+  const d = DEFAULT_LIMITS;
+  const flag = (name: string, fallback: number, min: number, max: number): number =>
+    int(`--${name}`, values[name] as string | undefined, fallback, min, max);
+  return {
+    maxSessionsPerAddress: flag('max-sessions-per-address', d.maxSessionsPerAddress, 0, 10_000),
+    maxConnectionsPerAddress: flag('max-connections-per-address', d.maxConnectionsPerAddress, 1, 1_000_000),
+    maxPendingSetups: flag('max-pending-setups', d.maxPendingSetups, 1, 1_000_000),
+    maxPendingPerAddress: flag('max-pending-per-address', d.maxPendingPerAddress, 1, 1_000_000),
+    setupTimeoutMs: flag('setup-timeout-ms', d.setupTimeoutMs, 100, 600_000),
+    authFailuresAllowed: flag('auth-failures', d.authFailuresAllowed, 0, 1_000_000),
+    authBackoffMs: flag('auth-backoff-ms', d.authBackoffMs, 1, 3_600_000),
   };
 }
 

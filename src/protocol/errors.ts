@@ -132,10 +132,11 @@ export const PROTOCOL_ERRORS = {
       'A cap on personal sessions or connections is reached; try again later with backoff. Over HTTP: the Ogg stream when --max-ogg-listeners are connected (with Retry-After).',
   },
   rate_limited: {
-    message: 'Too many steering messages: %s',
+    message: 'Rate limited: %s',
     fatal: false,
     closeCode: P.RATE_LIMITED,
-    meaning: 'prompts, config or playback came faster than the steering rate allows; the message was dropped.',
+    meaning:
+      'prompts, config or playback came faster than the steering rate allows; the message was dropped. At setup (fatal then): the client address sent too many wrong tokens and is backing off; setup with a token is refused, unchecked, until the backoff passes.',
   },
   too_large: {
     message: 'Message too large: %s',

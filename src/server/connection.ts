@@ -120,7 +120,8 @@ export class Connection {
       return;
     }
     if (this.state !== 'ready') throw new ProtocolError('setup_required', msg.type);
-    if (!this.steering.take()) throw new ProtocolError('rate_limited', `at most ${this.ctx.config.limits.steeringPerSecond} per second`);
+    if (!this.steering.take())
+      throw new ProtocolError('rate_limited', `at most ${this.ctx.config.limits.steeringPerSecond} steering messages per second`);
     const target = this.steerTarget();
     const { engine } = this.ctx;
     switch (msg.type) {
