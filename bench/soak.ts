@@ -32,7 +32,11 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 async function startServerProcess(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
-    ['bin/riverrun', 'serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6', '--log-level', 'info'],
+    // Every client here is 127.0.0.1: let that one address take all 6 sessions (the default is 4 per address).
+    [
+      ...['bin/riverrun', 'serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6'],
+      ...['--max-sessions-per-address', '6', '--log-level', 'info'],
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
