@@ -12,9 +12,10 @@ import { encodeServerMessage } from '../protocol/codec.ts';
 import { PACKET_MS, PROTOCOL_PATH } from '../protocol/constants.ts';
 import { errorMessage, PROTOCOL_ERRORS, ProtocolError, toProtocolError } from '../protocol/errors.ts';
 import type { SessionSpec } from '../protocol/messages.ts';
-import { AudioFileError, decodeToMono } from '../stream/audio-file.ts';
+import { AudioFileError } from '../stream/audio-file.ts';
 import { Engine } from '../stream/engine.ts';
 import { keepFramesFor } from '../stream/engine-options.ts';
+import { PromptAudioDecoder } from '../stream/prompt-audio-decoder.ts';
 import { Admission, addressKey, type Ticket } from './admission.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
@@ -69,6 +70,8 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   const connections = new Set<Connection>();
   const oggStreams = new OggStreams({ maxListeners: config.limits.maxOggListeners });
   const icecasts: IcecastSource[] = [];
+  /** Audio prompts are decoded and resampled in a worker, never on this thread. */
+  const promptAudio = new PromptAudioDecoder();
   let ready = false;
   const { limits } = config;
   const admission = new Admission(
@@ -113,7 +116,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       let audioPrompt: Float32Array | undefined;
       if (spec.audio) {
         try {
-          audioPrompt = await decodeToMono(spec.audio, model.codec.samplingRate, {
+          audioPrompt = await promptAudio.decode(spec.audio, model.codec.samplingRate, {
             maxSeconds: Math.min(AUDIO_PROMPT_MAX_SECONDS, (windowFrames * 0.5) / frameRate),
           });
         } catch (err) {
@@ -318,6 +321,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         await oggStreams.endAll();
         await Promise.all(icecasts.map((i) => i.stop()));
         await engine.close();
+        await promptAudio.close();
         http.closeAllConnections();
         await httpClosed;
         log.info('stopped');
