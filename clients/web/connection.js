@@ -158,7 +158,7 @@ function onError(msg) {
   if (msg.fatal) state.fatalError = msg;
   let text = `${msg.code}: ${msg.message}`;
   if (msg.code === 'forbidden' && state.target?.kind === 'channel') text += ' (steering a channel needs an operator token)';
-  if (msg.code === 'rate_limited') text += ' (slow down: the change was dropped)';
+  if (msg.code === 'rate_limited' && !msg.fatal) text += ' (slow down: the change was dropped)';
   log(text, msg.fatal ? 'error' : 'warn');
 }
 
