@@ -199,6 +199,18 @@ describe('decodeAudioFile', () => {
     expect(cut.samples.length).toBe(198);
   });
 
+  it('refuses a WAV whose data chunk is empty with AUDIO_EMPTY, saying so', async () => {
+    const empty = encodeWav16(new Float32Array(0), 8000, 1);
+    const err = await decodeAudioFile(empty).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AudioFileError);
+    expect((err as AudioFileError).code).toBe('AUDIO_EMPTY');
+    expect((err as AudioFileError).message).toMatch(/empty/);
+    // Less than one frame (a stereo WAV with 2 bytes of data) is empty too.
+    const half = encodeWav16(new Float32Array(2), 8000, 2);
+    expect(await codeOf(decodeAudioFile(half.subarray(0, half.length - 2)))).toBe('AUDIO_EMPTY');
+    expect(await codeOf(decodeToMono(empty, 32000))).toBe('AUDIO_EMPTY');
+  });
+
   it('refuses audio longer than maxSeconds with AUDIO_TOO_LONG', async () => {
     const wav = encodeWavFloat32(new Float32Array(16000 * 3), 16000, 1);
     expect(await codeOf(decodeAudioFile(wav, { maxSeconds: 2.5 }))).toBe('AUDIO_TOO_LONG');

@@ -9,6 +9,7 @@ export const AUDIO_FILE_ERRORS = {
   AUDIO_UNSUPPORTED: { meaning: 'The audio is not WAV (PCM or float) or Ogg Opus.' },
   AUDIO_CORRUPT: { meaning: 'The audio file is truncated or its header is inconsistent.' },
   AUDIO_TOO_LONG: { meaning: 'The audio is longer than the limit for a prompt.' },
+  AUDIO_EMPTY: { meaning: 'The audio file is well formed but holds no samples (e.g. a WAV with an empty data chunk).' },
 } as const satisfies ErrorRegistry;
 
 export type AudioFileErrorCode = keyof typeof AUDIO_FILE_ERRORS;
@@ -86,6 +87,8 @@ function decodeWavFile(bytes: Uint8Array, options: DecodeAudioOptions): DecodedA
   if (sampleRate < MIN_RATE || sampleRate > MAX_RATE) throw new AudioFileError('AUDIO_CORRUPT', `WAV: bad sample rate ${sampleRate}`);
   // A truncated file can end mid-frame: keep whole frames only.
   const frames = Math.floor(wav.samples.length / channels);
+  // Nothing to continue from; refused here so that callers never see a zero-length prompt.
+  if (frames === 0) throw new AudioFileError('AUDIO_EMPTY', 'WAV: the audio prompt is empty (no samples in the data chunk)');
   checkDuration(frames, sampleRate, options);
   const samples = frames * channels === wav.samples.length ? wav.samples : wav.samples.slice(0, frames * channels);
   for (let i = 0; i < samples.length; i++) if (!Number.isFinite(samples[i]!)) samples[i] = 0;
@@ -180,7 +183,8 @@ async function decodeOggOpusFile(bytes: Uint8Array, options: DecodeAudioOptions)
 
 /**
  * Decodes a WAV (8/16/24/32-bit PCM, 32/64-bit float) or Ogg Opus file. Errors are AudioFileError with
- * code AUDIO_UNSUPPORTED (other formats), AUDIO_CORRUPT (damaged or empty) or AUDIO_TOO_LONG.
+ * code AUDIO_UNSUPPORTED (other formats), AUDIO_CORRUPT (damaged), AUDIO_EMPTY (a WAV without samples) or
+ * AUDIO_TOO_LONG.
  */
 export async function decodeAudioFile(bytes: Uint8Array, options: DecodeAudioOptions = {}): Promise<DecodedAudio> {
   const format = detectAudioFormat(bytes);
