@@ -110,6 +110,15 @@ describe('parseClientMessage: frames that are not one msgpack map with a string 
     ['map32 declaring 2^32-1 entries', hex(`df ffffffff ${str('type')} ${str('ping')}`)],
     ['str32 declaring 4 GiB', hex(`81 ${str('type')} db ffffffff 70696e67`)],
     ['bin32 declaring 4 GiB', hex(`82 ${str('type')} ${str('ping')} ${str('id')} c6 ffffffff 00`)],
+    ['invalid UTF-8 in a string value', hex(`82 ${str('type')} ${str('ping')} ${str('id')} a2 fffe`)],
+    ['invalid UTF-8 in a key', hex(`82 ${str('type')} ${str('ping')} a2 c328 01`)],
+    ['a truncated UTF-8 sequence', hex(`82 ${str('type')} ${str('ping')} ${str('id')} a2 41e2`)],
+    ['an overlong UTF-8 form', hex(`82 ${str('type')} ${str('ping')} ${str('id')} a2 c0af`)],
+    ['a UTF-16 surrogate in UTF-8', hex(`82 ${str('type')} ${str('ping')} ${str('id')} a3 eda080`)],
+    [
+      'invalid UTF-8 in a prompt text',
+      hex(`82 ${str('type')} ${str('prompts')} ${str('prompts')} 91 82 ${str('text')} a3 6162ff ${str('weight')} 01`),
+    ],
   ];
   for (const [name, frame] of cases) {
     it(name, () => {

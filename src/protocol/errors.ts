@@ -62,7 +62,7 @@ export const PROTOCOL_ERRORS = {
     fatal: false,
     closeCode: P.POLICY_VIOLATION,
     meaning:
-      'The frame is not one msgpack map with a string `type` (not msgpack, not a map, trailing bytes, non-string keys, duplicate keys, extension types, nesting too deep, too many values, a text frame).',
+      'The frame is not one msgpack map with a string `type` (not msgpack, not a map, trailing bytes, non-string keys, duplicate keys, extension types, nesting too deep, too many values, a string that is not valid UTF-8, a text frame).',
   },
   unknown_type: {
     message: 'Unknown message type %s',

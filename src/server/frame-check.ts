@@ -2,8 +2,10 @@
 // checkFrame() walks the bytes once and refuses anything protocol v1 never needs (extension types,
 // which msgpackr turns into records, Dates, RegExps, typed arrays, structured-clone references;
 // non-string map keys; duplicate keys; nesting deeper than MAX_NESTING; containers that declare more
-// entries than the frame has bytes; trailing bytes). So decoding allocates at most in proportion to the
+// entries than the frame has bytes; trailing bytes; strings that are not valid UTF-8, which msgpackr
+// would decode with U+FFFD in place of the bad bytes). So decoding allocates at most in proportion to the
 // frame, which ws already caps at maxPayload.
+import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../protocol/errors.ts';
 import { MAX_NESTING, MAX_VALUES } from '../protocol/limits.ts';
 
@@ -107,6 +109,8 @@ export function checkFrame(b: Buffer, maxValues = MAX_VALUES): void {
       }
     } else {
       if (n > end - pos) throw bad('truncated: the frame ends inside a value');
+      // Strict UTF-8 (no overlong forms, no surrogates), checked natively on the string's own bytes.
+      if (kind === 'str' && n > 0 && !isUtf8(b.subarray(pos, pos + n))) throw bad('a string that is not valid UTF-8');
       if (wantKey) {
         const key = b.toString('latin1', pos, pos + n);
         if (top.keys!.has(key)) throw bad(`duplicate key ${quote(b.toString('utf8', pos, pos + n))}`);
