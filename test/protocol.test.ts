@@ -26,7 +26,7 @@ import {
   type ServerMessage,
 } from '../src/protocol/index.ts';
 import { checkFrame } from '../src/server/frame-check.ts';
-import { parseClientMessage } from '../src/server/message-validation.ts';
+import { parseClientFrame, parseClientMessage } from '../src/server/message-validation.ts';
 
 /** docs/protocol.md with runs of spaces as one (its tables are padded). */
 const DOC = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8').replace(/ {2,}/g, ' ');
@@ -430,6 +430,40 @@ describe('parseClientMessage: valid messages', () => {
 
   it('survive a pack / parse round trip unchanged', () => {
     for (const [, expected] of valid) expect(parseClientMessage(pack(expected))).toStrictEqual(expected);
+  });
+
+  it('every message may carry an id (a string of 1..64 characters), which parsing keeps', () => {
+    const id = '☃'.repeat(64);
+    expect(parseClientMessage(pack({ type: 'setup', listen: 'lofi', id }))).toStrictEqual({ type: 'setup', listen: 'lofi', id });
+    expect(parseClientMessage(pack({ type: 'playback', action: 'play', id: 'p' }))).toStrictEqual({
+      type: 'playback',
+      action: 'play',
+      id: 'p',
+    });
+    expect(parseClientMessage(pack({ type: 'config', config: {}, id: 'c' }))).toStrictEqual({ type: 'config', config: {}, id: 'c' });
+    expect(parseClientMessage(pack({ type: 'prompts', prompts: [prompt('a')], id: null }))).toStrictEqual({
+      type: 'prompts',
+      prompts: [prompt('a')],
+    });
+    for (const bad of ['', 'x'.repeat(65), 7, false, [1], Buffer.from('id')]) {
+      const err = rejection(pack({ type: 'playback', action: 'play', id: bad }));
+      expect([err.code, err.field], JSON.stringify(bad)).toEqual(['invalid_field', 'id']);
+    }
+  });
+
+  it("parseClientFrame: a refused message's error comes with its id, when the id is valid", () => {
+    const refused = (msg: unknown): [string, unknown] => {
+      const r = parseClientFrame(pack(msg));
+      if (!('error' in r)) throw new Error('accepted');
+      return [r.error.code, r.id];
+    };
+    expect(refused({ type: 'config', config: { topP: 7 }, id: 'a' })).toEqual(['invalid_field', 'a']);
+    expect(refused({ type: 'prompts', prompts: [], extra: 1, id: 'b' })).toEqual(['unknown_field', 'b']);
+    expect(refused({ type: 'ping', id: 3, extra: 1 })).toEqual(['unknown_field', 3]);
+    expect(refused({ type: 'dance', id: 'c' })).toEqual(['unknown_type', 'c']);
+    expect(refused({ type: 'dance', id: 4 })).toEqual(['unknown_type', undefined]);
+    expect(refused({ type: 'playback', action: 'play', id: 5 })).toEqual(['invalid_field', undefined]);
+    expect(parseClientFrame(pack({ type: 'ping', id: 'x' }))).toStrictEqual({ message: { type: 'ping', id: 'x' } });
   });
 
   it('nil in an optional field counts as absent', () => {

@@ -104,7 +104,9 @@ function wireShape(msg: ServerMessage): Record<string, unknown> {
     case 'applied': {
       const c = msg.config;
       const config = { temperature: c.temperature, topK: c.topK, topP: c.topP, guidance: c.guidance, seed: c.seed };
-      return { type: msg.type, control: msg.control, prompts: promptsOut(msg.prompts), config, pts: msg.pts };
+      const out: Record<string, unknown> = { type: msg.type, control: msg.control, prompts: promptsOut(msg.prompts), config, pts: msg.pts };
+      if (msg.id !== undefined) out.id = msg.id;
+      return out;
     }
     case 'status': {
       const out: Record<string, unknown> = { type: msg.type, leadMs: msg.leadMs, rtf: msg.rtf, underruns: msg.underruns };
@@ -114,6 +116,7 @@ function wireShape(msg: ServerMessage): Record<string, unknown> {
     case 'error': {
       const out: Record<string, unknown> = { type: msg.type, code: msg.code, message: msg.message, fatal: msg.fatal };
       if (msg.field !== undefined) out.field = msg.field;
+      if (msg.id !== undefined) out.id = msg.id;
       return out;
     }
     case 'pong':

@@ -136,7 +136,7 @@ export const PROTOCOL_ERRORS = {
     fatal: false,
     closeCode: P.RATE_LIMITED,
     meaning:
-      'prompts, config or playback came faster than the steering rate allows; the message was dropped. At setup (fatal then): the client address sent too many wrong tokens and is backing off; setup with a token is refused, unchecked, until the backoff passes.',
+      'prompts, config or playback came faster than the steering rate allows; the message was dropped. At setup (fatal then): the client address sent too many wrong tokens and is backing off; setup with a token is refused, unchecked, until the backoff passes. Also fatal: the connection sent more messages per second than its budget, or more than the server queues unanswered.',
   },
   too_large: {
     message: 'Message too large: %s',

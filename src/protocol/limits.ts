@@ -57,6 +57,8 @@ export const TRANSITION_MS_RANGE: NumberRange = Object.freeze({ min: 0, max: 60_
 export const MAX_TOKEN_CHARS = 4096;
 /** Longest ping id (a string), in code points. */
 export const MAX_PING_ID_CHARS = 64;
+/** Longest id of any other client message (a string, echoed by its error and applied), in code points; as for ping. */
+export const MAX_MESSAGE_ID_CHARS = 64;
 /** A channel id: 1-64 of a-z 0-9 _ -, starting with a letter or digit. */
 export const CHANNEL_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** Deepest nesting of maps and arrays in a client frame (v1 needs 4). */

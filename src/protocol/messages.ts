@@ -7,6 +7,13 @@ import type { ErrorCode } from './errors.ts';
 // ---------------------------------------------------------------------------------------------------
 // Client → server
 
+/**
+ * Every client message may carry an `id` (1..MAX_MESSAGE_ID_CHARS characters; ping's own id may also be
+ * a number). The `error` that answers the message, and for a personal session the `applied` that a
+ * prompts or config message causes, echo it, so that a client can match replies to what it sent.
+ */
+export type MessageId = string | number;
+
 /** Prompts and config of a personal session, set at setup. */
 export interface SessionSpec {
   prompts?: WeightedPrompt[];
@@ -20,6 +27,7 @@ export interface SessionSpec {
 
 export interface SetupMessage {
   type: 'setup';
+  id?: string;
   token?: string;
   /** Channel to listen to. */
   listen?: string;
@@ -29,6 +37,7 @@ export interface SetupMessage {
 
 export interface PromptsMessage {
   type: 'prompts';
+  id?: string;
   prompts: WeightedPrompt[];
   /** Cross-fade length in ms (default 0: at once). */
   transitionMs?: number;
@@ -36,18 +45,20 @@ export interface PromptsMessage {
 
 export interface ConfigMessage {
   type: 'config';
+  id?: string;
   /** The whole config: omitted fields return to their defaults. */
   config: Partial<GenerationConfig>;
 }
 
 export interface PlaybackMessage {
   type: 'playback';
+  id?: string;
   action: PlaybackAction;
 }
 
 export interface PingMessage {
   type: 'ping';
-  id: string | number;
+  id: MessageId;
 }
 
 export type ClientMessage = SetupMessage | PromptsMessage | ConfigMessage | PlaybackMessage | PingMessage;
@@ -56,10 +67,10 @@ export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = ['setup', 'pro
 
 /** Fields of each client message, `type` included; the server refuses any other (unknown_field). */
 export const CLIENT_MESSAGE_FIELDS: Readonly<Record<ClientMessageType, readonly string[]>> = Object.freeze({
-  setup: ['type', 'token', 'listen', 'session'],
-  prompts: ['type', 'prompts', 'transitionMs'],
-  config: ['type', 'config'],
-  playback: ['type', 'action'],
+  setup: ['type', 'id', 'token', 'listen', 'session'],
+  prompts: ['type', 'id', 'prompts', 'transitionMs'],
+  config: ['type', 'id', 'config'],
+  playback: ['type', 'id', 'action'],
   ping: ['type', 'id'],
 });
 
@@ -121,6 +132,8 @@ export interface AppliedMessage {
   config: GenerationConfig;
   /** pts of the first audio generated under this control. */
   pts: number;
+  /** The id of the prompts or config message that caused it (a personal session's own changes). */
+  id?: string;
 }
 
 export interface StatusMessage {
@@ -143,11 +156,13 @@ export interface ErrorMessage {
   fatal: boolean;
   /** Path of the field at fault (`prompts[1].weight`), for the codes about one field. */
   field?: string;
+  /** The id of the message this error answers, when it carried a valid one. */
+  id?: MessageId;
 }
 
 export interface PongMessage {
   type: 'pong';
-  id: string | number;
+  id: MessageId;
 }
 
 /** The codec tokens of one complete frame (sessions that asked for them with `session.tapCodes`). */

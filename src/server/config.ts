@@ -17,6 +17,9 @@ export interface ServerLimits {
   /** Steering messages (prompts/config/playback) per second per connection, with a burst allowance. */
   steeringPerSecond: number;
   steeringBurst: number;
+  /** Messages of any kind (errors and pings included) per second per connection, and the burst; past it the connection is closed. */
+  messagesPerSecond: number;
+  messageBurst: number;
   maxSessions: number;
   maxListeners: number;
   /** Per client address (the socket's; IPv6 by /64): connections and personal sessions at once. */
@@ -70,6 +73,10 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxPrompts: DEFAULT_PROTOCOL_LIMITS.maxPrompts,
   steeringPerSecond: 5,
   steeringBurst: 10,
+  // 10x what a lively client needs (steering is 5/s, a ping a second); each message costs at most one
+  // checked frame (64 KiB, 1024 values), so a connection cannot keep a core busy with messages.
+  messagesPerSecond: 50,
+  messageBurst: 100,
   maxSessions: 8,
   maxListeners: 1000,
   // A household or office behind one NAT fits in 64 connections; 16 addresses are needed to fill the server.

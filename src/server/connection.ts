@@ -1,18 +1,22 @@
 // One WebSocket connection speaking protocol v1: setup, then listening to a channel or steering a
 // personal session. Everything a client sends is validated (message-validation.ts); a rejected message
-// gets an `error` and, unless fatal, the connection stays usable. A slow reader skips audio, then is
-// closed; it never holds up anyone else.
+// gets an `error` and, unless fatal, the connection stays usable. Messages are handled one at a time, in
+// the order they came (an async handler finishes before the next message is looked at), so replies come
+// in message order; errors (and a session's applied) echo the message's id. A connection that sends more
+// than its message budget, or piles up messages behind a slow handler, is closed (rate_limited). A slow
+// reader skips audio, then is closed; it never holds up anyone else.
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { encodeServerMessage } from '../protocol/codec.ts';
+import type { WeightedPrompt } from '../protocol/controls.ts';
 import { errorMessage, ProtocolError, toProtocolError } from '../protocol/errors.ts';
-import type { ClientMessage, ServerMessage, SessionSpec } from '../protocol/messages.ts';
+import type { ClientMessage, ErrorMessage, MessageId, ServerMessage, SessionSpec } from '../protocol/messages.ts';
 import type { Engine } from '../stream/engine.ts';
 import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
 import type { Ticket } from './admission.ts';
 import type { Channel, StreamFeed } from './channel.ts';
 import type { Role, ServerConfig } from './config.ts';
-import { parseClientMessage } from './message-validation.ts';
+import { parseClientFrame } from './message-validation.ts';
 import type { Metrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
 
@@ -34,6 +38,22 @@ const STATUS_INTERVAL_MS = 1000;
 const HEARTBEAT_MS = 1000;
 /** A client that has not answered a ping for this long is not reading: its audio is skipped. */
 const SILENT_SKIP_MS = 3000;
+/**
+ * Messages that may wait behind the one being handled (a setup decoding its audio prompt, an engine
+ * request), and their bytes. A client that sends more without waiting for replies is closed.
+ */
+const MAX_QUEUED_MESSAGES = 32;
+const MAX_QUEUED_BYTES = 256 * 1024;
+
+type Frame = Buffer | ArrayBuffer | Buffer[];
+
+function frameSize(data: Frame): number {
+  return Array.isArray(data) ? data.reduce((n, b) => n + b.byteLength, 0) : data.byteLength;
+}
+
+function samePrompts(a: readonly WeightedPrompt[], b: readonly WeightedPrompt[]): boolean {
+  return a.length === b.length && a.every((p, i) => p.text === b[i]!.text && p.weight === b[i]!.weight);
+}
 
 export class Connection {
   private state: 'awaiting_setup' | 'setting_up' | 'ready' | 'closed' = 'awaiting_setup';
@@ -42,6 +62,17 @@ export class Connection {
   private session: StreamFeed | null = null;
   private readonly cleanups: (() => void)[] = [];
   private readonly steering: TokenBucket;
+  /** Every message counts, errors and pings included. */
+  private readonly budget: TokenBucket;
+  /** Messages waiting for the one being handled to finish, oldest first. */
+  private readonly queue: { data: Frame; isBinary: boolean; size: number }[] = [];
+  private queuedBytes = 0;
+  private draining = false;
+  /**
+   * This session's prompts and config changes sent to the engine and not applied yet, oldest first, with
+   * their message ids (echoed by the `applied` each causes). `prompts` is set for a prompts change.
+   */
+  private readonly unapplied: { id: string | undefined; prompts?: readonly WeightedPrompt[] }[] = [];
   private behindSince: number | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private lastPong = Date.now();
@@ -57,9 +88,8 @@ export class Connection {
     private readonly ticket: Ticket,
   ) {
     this.steering = new TokenBucket(ctx.config.limits.steeringPerSecond, ctx.config.limits.steeringBurst);
-    ws.on('message', (data, isBinary) => {
-      void this.onMessage(data as Buffer | ArrayBuffer | Buffer[], isBinary).catch((err: unknown) => this.fail(err));
-    });
+    this.budget = new TokenBucket(ctx.config.limits.messagesPerSecond, ctx.config.limits.messageBurst);
+    ws.on('message', (data, isBinary) => this.enqueue(data as Frame, isBinary));
     ws.on('close', () => this.cleanup());
     ws.on('error', (err) => this.log.debug({ err }, 'socket error'));
     // Kernel socket buffers hide a stalled reader from bufferedAmount for megabytes; an unanswered
@@ -81,24 +111,55 @@ export class Connection {
     return this.session ?? this.channel;
   }
 
-  private async onMessage(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): Promise<void> {
+  /** A frame as it arrives: counted against the budget, then queued behind the messages before it. */
+  private enqueue(data: Frame, isBinary: boolean): void {
     if (this.state === 'closed') return;
-    let msg: ClientMessage;
-    try {
-      if (!isBinary) throw new ProtocolError('bad_message', 'text frames are not accepted; send one msgpack map per binary frame');
-      msg = parseClientMessage(data, {
-        maxPromptChars: this.ctx.config.limits.maxPromptChars,
-        maxPrompts: this.ctx.config.limits.maxPrompts,
-      });
-    } catch (err) {
-      // Every error before setup_complete ends the connection.
-      this.reject(this.state === 'ready' ? err : toProtocolError(err).asFatal());
+    const { messagesPerSecond, messageBurst } = this.ctx.config.limits;
+    if (!this.budget.take()) {
+      this.close(
+        new ProtocolError('rate_limited', `more than ${messagesPerSecond} messages per second (bursts of ${messageBurst})`).asFatal(),
+      );
       return;
     }
+    const size = frameSize(data);
+    if (this.queue.length >= MAX_QUEUED_MESSAGES || this.queuedBytes + size > MAX_QUEUED_BYTES) {
+      this.close(new ProtocolError('rate_limited', `more than ${MAX_QUEUED_MESSAGES} messages waiting for replies`).asFatal());
+      return;
+    }
+    this.queue.push({ data, isBinary, size });
+    this.queuedBytes += size;
+    if (!this.draining) void this.drain();
+  }
+
+  /** Handles the queued messages one at a time (the first at once, without waiting for a tick). */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      for (let next = this.queue.shift(); next !== undefined && this.state !== 'closed'; next = this.queue.shift()) {
+        this.queuedBytes -= next.size;
+        await this.onMessage(next.data, next.isBinary);
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async onMessage(data: Frame, isBinary: boolean): Promise<void> {
+    if (this.state === 'closed') return;
+    const { limits } = this.ctx.config;
+    const parsed = parseClientFrame(data, { maxPromptChars: limits.maxPromptChars, maxPrompts: limits.maxPrompts }, isBinary);
+    if ('error' in parsed) {
+      // Every error before setup_complete ends the connection.
+      this.reject(this.state === 'ready' ? parsed.error : parsed.error.asFatal(), parsed.id);
+      return;
+    }
+    const msg = parsed.message;
     try {
       await this.handle(msg);
     } catch (err) {
-      this.reject(err);
+      this.reject(err, msg.id);
     }
   }
 
@@ -126,15 +187,45 @@ export class Connection {
     const { engine } = this.ctx;
     switch (msg.type) {
       case 'prompts':
-        await engine.setPrompts(target, msg.prompts, msg.transitionMs ?? 0);
+        await this.untilQueued(target, { id: msg.id, prompts: msg.prompts }, () =>
+          engine.setPrompts(target, msg.prompts, msg.transitionMs ?? 0),
+        );
         break;
       case 'config':
-        await engine.setConfig(target, msg.config);
+        await this.untilQueued(target, { id: msg.id }, () => engine.setConfig(target, msg.config));
         break;
       case 'playback':
         await engine.playback(target, msg.action);
         break;
     }
+  }
+
+  /**
+   * Sends a prompts or config change to the engine. For this connection's own session it is remembered
+   * (before the request, since its applied may come at any time after) until its applied echoes its id.
+   */
+  private async untilQueued(target: string, change: Connection['unapplied'][number], request: () => Promise<void>): Promise<void> {
+    if (target !== this.session?.id) return request();
+    this.unapplied.push(change);
+    try {
+      await request();
+    } catch (err) {
+      this.unapplied.splice(this.unapplied.indexOf(change), 1);
+      throw err;
+    }
+  }
+
+  /**
+   * The id of the change an applied announces (a session's own changes only; a channel's applied goes to
+   * every listener). The engine applies changes in order, one applied each, but drops a prompts change
+   * whose texts could not be encoded: such a change, whose prompts are not the applied ones, is skipped.
+   */
+  private appliedId(e: AppliedEvent): string | undefined {
+    if (!this.session || e.control === 0) return undefined;
+    for (let c = this.unapplied.shift(); c !== undefined; c = this.unapplied.shift()) {
+      if (!c.prompts || samePrompts(c.prompts, e.prompts)) return c.id;
+    }
+    return undefined;
   }
 
   /** Engine stream that steering messages address: the session, else the channel (operators only). */
@@ -197,7 +288,8 @@ export class Connection {
   }
 
   private sendApplied(e: AppliedEvent): void {
-    this.send({ type: 'applied', control: e.control, prompts: e.prompts, config: e.config, pts: e.pts });
+    const id = this.appliedId(e);
+    this.send({ type: 'applied', control: e.control, prompts: e.prompts, config: e.config, pts: e.pts, ...(id !== undefined && { id }) });
   }
 
   private sendStatus(): void {
@@ -258,12 +350,12 @@ export class Connection {
     if (kind === 'control' && msg.type === 'error') this.ctx.metrics.errors.inc({ code: msg.code });
   }
 
-  /** Answers a rejected message; closes the connection when the error is fatal. */
-  private reject(err: unknown): void {
+  /** Answers a rejected message (echoing its id); closes the connection when the error is fatal. */
+  private reject(err: unknown, id?: MessageId): void {
     const e = toProtocolError(err);
     if (e.code === 'internal') this.log.error({ err }, 'internal error handling a message');
-    if (e.fatal) this.close(e);
-    else this.send(errorMessage(e));
+    if (e.fatal) this.close(e, e.closeCode, id);
+    else this.send(withId(errorMessage(e), id));
   }
 
   private fail(err: unknown): void {
@@ -271,10 +363,10 @@ export class Connection {
     this.close(new ProtocolError('internal'));
   }
 
-  /** Sends the error (when there is one) and closes with its close code. Safe to call twice. */
-  close(err: ProtocolError, closeCode = err.closeCode): void {
+  /** Sends the error (with the id of the message it answers, if any) and closes with its close code. Safe to call twice. */
+  close(err: ProtocolError, closeCode = err.closeCode, id?: MessageId): void {
     if (this.state === 'closed') return;
-    this.send(errorMessage(err.asFatal()));
+    this.send(withId(errorMessage(err.asFatal()), id));
     this.state = 'closed';
     this.cleanup();
     this.ws.close(closeCode, err.closeReason);
@@ -283,6 +375,8 @@ export class Connection {
   }
 
   private cleanup(): void {
+    this.queue.length = 0;
+    this.queuedBytes = 0;
     clearInterval(this.heartbeat);
     clearTimeout(this.setupTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
@@ -295,4 +389,9 @@ export class Connection {
     this.ticket.release();
     this.state = 'closed';
   }
+}
+
+function withId(msg: ErrorMessage, id: MessageId | undefined): ErrorMessage {
+  if (id !== undefined) msg.id = id;
+  return msg;
 }

@@ -10,6 +10,7 @@ import {
   CHANNEL_ID_PATTERN,
   CONFIG_RANGES,
   DEFAULT_PROTOCOL_LIMITS,
+  MAX_MESSAGE_ID_CHARS,
   MAX_PING_ID_CHARS,
   MAX_TOKEN_CHARS,
   MAX_VALUES,
@@ -23,6 +24,7 @@ import {
   CLIENT_MESSAGE_TYPES,
   type ClientMessage,
   type ClientMessageType,
+  type MessageId,
   PROMPT_FIELDS,
   type PromptsMessage,
   SESSION_FIELDS,
@@ -201,6 +203,27 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
   return msg;
 }
 
+/** A ping's id (required by parseFields): a finite number or a string of at most MAX_PING_ID_CHARS characters. */
+function pingId(m: Map<unknown, unknown>): MessageId | undefined {
+  const id = m.get('id');
+  if (id === undefined || id === null) return undefined;
+  if (typeof id === 'number') {
+    if (!Number.isFinite(id)) throw invalid('id', `must be a finite number or a string, got ${id}`);
+    return id;
+  }
+  if (typeof id === 'string' && id.length <= MAX_PING_ID_CHARS * 2 && codePoints(id) <= MAX_PING_ID_CHARS) return id;
+  throw invalid('id', `must be a number or a string of at most ${MAX_PING_ID_CHARS} characters, got ${describe(id)}`);
+}
+
+/** The optional `id` of a message other than ping: a string of 1..MAX_MESSAGE_ID_CHARS characters. */
+function messageId(m: Map<unknown, unknown>): string | undefined {
+  const id = m.get('id');
+  if (id === undefined || id === null) return undefined;
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_MESSAGE_ID_CHARS * 2 || codePoints(id) > MAX_MESSAGE_ID_CHARS)
+    throw invalid('id', `must be a string of 1 to ${MAX_MESSAGE_ID_CHARS} characters, got ${describe(id)}`);
+  return id;
+}
+
 function parseFields(type: ClientMessageType, m: Fields, limits: ProtocolLimits): ClientMessage {
   switch (type) {
     case 'setup':
@@ -221,14 +244,31 @@ function parseFields(type: ClientMessageType, m: Fields, limits: ProtocolLimits)
       return { type, action: action as PlaybackAction };
     }
     case 'ping': {
-      const id = required(m, 'id', '');
-      if (typeof id === 'number') {
-        if (!Number.isFinite(id)) throw invalid('id', `must be a finite number or a string, got ${id}`);
-        return { type, id };
-      }
-      if (typeof id === 'string' && id.length <= MAX_PING_ID_CHARS * 2 && codePoints(id) <= MAX_PING_ID_CHARS) return { type, id };
-      throw invalid('id', `must be a number or a string of at most ${MAX_PING_ID_CHARS} characters, got ${describe(id)}`);
+      const id = pingId(m);
+      if (id === undefined) throw invalid('id', 'is required');
+      return { type, id };
     }
+  }
+}
+
+/** A parsed client frame: the message, or the error that refuses it with the message's id when known. */
+export type ParsedFrame = { message: ClientMessage } | { error: ProtocolError; id?: MessageId };
+
+/**
+ * Decodes and validates one client frame, as parseClientMessage does, without throwing: a refused
+ * message comes back as its error, with the message's `id` when the frame got as far as a valid one.
+ */
+export function parseClientFrame(
+  data: FrameData,
+  limits: Readonly<ProtocolLimits> = DEFAULT_PROTOCOL_LIMITS,
+  isBinary = true,
+): ParsedFrame {
+  let id: MessageId | undefined;
+  try {
+    return { message: parseFrame(data, limits, isBinary, (v) => (id = v)) };
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    return id === undefined ? { error: err } : { error: err, id };
   }
 }
 
@@ -243,6 +283,11 @@ export function parseClientMessage(
   limits: Readonly<ProtocolLimits> = DEFAULT_PROTOCOL_LIMITS,
   isBinary = true,
 ): ClientMessage {
+  return parseFrame(data, limits, isBinary, () => {});
+}
+
+/** The parser; `gotId` learns the message's id as soon as it is known to be valid. */
+function parseFrame(data: FrameData, limits: Readonly<ProtocolLimits>, isBinary: boolean, gotId: (id: MessageId) => void): ClientMessage {
   if (!isBinary) throw bad('text frame; send each message as one binary frame');
   const view = frameBytes(data);
   if (view === null) throw bad('not a binary frame');
@@ -258,8 +303,19 @@ export function parseClientMessage(
   const type: unknown = value.get('type');
   if (type === undefined) throw bad('the map has no `type` field');
   if (typeof type !== 'string') throw bad(`\`type\` must be a string, got ${describe(type)}`);
-  if (!(CLIENT_MESSAGE_TYPES as readonly string[]).includes(type)) throw new ProtocolError('unknown_type', quote(type));
+  if (!(CLIENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
+    // A newer message type may carry an id too: echo it when it is a valid one.
+    try {
+      const id = messageId(value);
+      if (id !== undefined) gotId(id);
+    } catch {}
+    throw new ProtocolError('unknown_type', quote(type));
+  }
   const t = type as ClientMessageType;
-  const m = fieldsOf(value, '', t, CLIENT_MESSAGE_FIELDS[t]);
-  return parseFields(t, m, limits);
+  // The id first, so that the error about any other field can echo it.
+  const id = t === 'ping' ? pingId(value) : messageId(value);
+  if (id !== undefined) gotId(id);
+  const msg = parseFields(t, fieldsOf(value, '', t, CLIENT_MESSAGE_FIELDS[t]), limits);
+  if (msg.type !== 'ping' && typeof id === 'string') msg.id = id;
+  return msg;
 }
