@@ -215,12 +215,15 @@ function pingId(m: Map<unknown, unknown>): MessageId | undefined {
   throw invalid('id', `must be a number or a string of at most ${MAX_PING_ID_CHARS} characters, got ${describe(id)}`);
 }
 
+function isMessageId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_MESSAGE_ID_CHARS * 2 && codePoints(id) <= MAX_MESSAGE_ID_CHARS;
+}
+
 /** The optional `id` of a message other than ping: a string of 1..MAX_MESSAGE_ID_CHARS characters. */
 function messageId(m: Map<unknown, unknown>): string | undefined {
   const id = m.get('id');
   if (id === undefined || id === null) return undefined;
-  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_MESSAGE_ID_CHARS * 2 || codePoints(id) > MAX_MESSAGE_ID_CHARS)
-    throw invalid('id', `must be a string of 1 to ${MAX_MESSAGE_ID_CHARS} characters, got ${describe(id)}`);
+  if (!isMessageId(id)) throw invalid('id', `must be a string of 1 to ${MAX_MESSAGE_ID_CHARS} characters, got ${describe(id)}`);
   return id;
 }
 
@@ -305,10 +308,8 @@ function parseFrame(data: FrameData, limits: Readonly<ProtocolLimits>, isBinary:
   if (typeof type !== 'string') throw bad(`\`type\` must be a string, got ${describe(type)}`);
   if (!(CLIENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
     // A newer message type may carry an id too: echo it when it is a valid one.
-    try {
-      const id = messageId(value);
-      if (id !== undefined) gotId(id);
-    } catch {}
+    const id = value.get('id');
+    if (isMessageId(id)) gotId(id);
     throw new ProtocolError('unknown_type', quote(type));
   }
   const t = type as ClientMessageType;
