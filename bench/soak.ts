@@ -28,15 +28,20 @@ const OGG_LISTENERS = 5;
 const PROMPTS = ['calm ambient piano', 'fast drums', 'dark synth bass', 'bright glass arpeggios', 'lofi beat'];
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
+/** Each kind of client connects from its own loopback addresses (Linux routes all of 127/8 to lo), as
+ * distinct clients on the internet would, so the server's per-address limits apply to each, not to all. */
+let nextHost = 0;
+const clientAddress = (kind: number): string => `127.0.${kind}.${1 + (nextHost++ % 250)}`;
+const HEALTHY = 1;
+const CHURN = 2;
+const HOSTILE = 3;
+
 // ---- the server ---------------------------------------------------------------------------------
 async function startServerProcess(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
     // Every client here is 127.0.0.1: let that one address take all 6 sessions (the default is 4 per address).
-    [
-      ...['bin/riverrun', 'serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6'],
-      ...['--max-sessions-per-address', '6', '--log-level', 'info'],
-    ],
+    [...['bin/riverrun', 'serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6'], ...['--log-level', 'info']],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -89,7 +94,7 @@ class HealthyListener {
   private readonly ws: WebSocket;
 
   constructor(url: string) {
-    this.ws = new WebSocket(url);
+    this.ws = new WebSocket(url, { localAddress: clientAddress(HEALTHY) });
     this.ws.on('open', () => this.ws.send(encodeMessage({ type: 'setup', listen: 'radio' })));
     this.ws.on('message', (data: Buffer) => {
       const m = decodeMessage(data);
@@ -120,7 +125,7 @@ class OggListener {
   private readonly req;
 
   constructor(url: string) {
-    this.req = get(url, (res) => {
+    this.req = get(url, { localAddress: clientAddress(HEALTHY) }, (res) => {
       res.on('data', (d: Buffer) => {
         const now = performance.now();
         if (this.last && now - this.last > 2000) this.underruns++;
@@ -138,7 +143,7 @@ class OggListener {
 
 /** Opens a session, takes some audio, and drops the connection without a close handshake. */
 function churnSession(url: string): void {
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, { localAddress: clientAddress(CHURN) });
   let audio = 0;
   const kill = setTimeout(() => ws.terminate(), 15_000);
   ws.on('open', () =>
@@ -158,7 +163,7 @@ function churnSession(url: string): void {
 }
 
 function churnListener(url: string): void {
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, { localAddress: clientAddress(CHURN) });
   ws.on('open', () => ws.send(encodeMessage({ type: 'setup', listen: 'radio' })));
   ws.on('error', () => {});
   setTimeout(() => ws.terminate(), 1000 + Math.random() * 2000);
@@ -167,7 +172,7 @@ function churnListener(url: string): void {
 
 /** Garbage a hostile client sends after a valid setup: random bytes, a text frame, bad types and fields, a huge string. */
 function hostile(url: string): void {
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, { localAddress: clientAddress(HOSTILE) });
   ws.on('open', () => {
     const frames: (Buffer | string | Uint8Array)[] = [
       encodeMessage({ type: 'setup', listen: 'radio' }),
@@ -191,7 +196,7 @@ function hostile(url: string): void {
 
 /** A session that stays and changes its prompts every 5 s. */
 function steeredSession(url: string): WebSocket {
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, { localAddress: clientAddress(HEALTHY) });
   ws.on('open', () => ws.send(encodeMessage({ type: 'setup', session: { prompts: [{ text: PROMPTS[0]!, weight: 1 }] } })));
   const timer = setInterval(() => {
     if (ws.readyState !== WebSocket.OPEN) return;
