@@ -19,7 +19,7 @@ import {
   type ClientMessage,
   CONFIG_RANGES,
   DEFAULT_PROTOCOL_LIMITS,
-  decodeServerMessage,
+  decodeMessage,
   encodeServerMessage,
   type ProtocolLimits,
   SERVER_MESSAGE_TYPES,
@@ -648,7 +648,7 @@ describe('encodeServerMessage', () => {
   it('decodes back to the same message, with any msgpack decoder', () => {
     for (const msg of messages) {
       const frame = encodeServerMessage(msg);
-      expect(decodeServerMessage(frame), msg.type).toStrictEqual(
+      expect(decodeMessage(frame), msg.type).toStrictEqual(
         msg.type === 'audio' ? { ...msg, packets: msg.packets.map((p) => Buffer.from(p)) } : msg,
       );
       // msgpackr's default decoder (records off) reads the same thing
@@ -667,7 +667,7 @@ describe('encodeServerMessage', () => {
       audio,
       model: { name: 'm', random: false },
     });
-    expect(Object.keys(decodeServerMessage(withUndefined))).toEqual(['type', 'sessionId', 'audio', 'model']);
+    expect(Object.keys(decodeMessage(withUndefined) ?? {})).toEqual(['type', 'sessionId', 'audio', 'model']);
     for (const msg of messages) {
       // the strict walker that checks client frames accepts it: plain msgpack, no extension types
       expect(() => checkFrame(encodeServerMessage(msg))).not.toThrow();
@@ -676,7 +676,7 @@ describe('encodeServerMessage', () => {
 
   it('drops fields that are not part of the protocol', () => {
     const extra = { type: 'pong', id: 1, secret: 'x' } as ServerMessage;
-    expect(decodeServerMessage(encodeServerMessage(extra))).toStrictEqual({ type: 'pong', id: 1 });
+    expect(decodeMessage(encodeServerMessage(extra))).toStrictEqual({ type: 'pong', id: 1 });
     const applied = {
       type: 'applied',
       control: 1,
@@ -684,7 +684,7 @@ describe('encodeServerMessage', () => {
       config: { ...DEFAULT_CONFIG, extra: 1 },
       pts: 0,
     } as unknown as ServerMessage;
-    expect(decodeServerMessage(encodeServerMessage(applied))).toStrictEqual({
+    expect(decodeMessage(encodeServerMessage(applied))).toStrictEqual({
       type: 'applied',
       control: 1,
       prompts: [prompt('a')],
@@ -695,7 +695,7 @@ describe('encodeServerMessage', () => {
 
   it('keeps large pts exact and earlier frames intact', () => {
     const late: ServerMessage = { type: 'audio', seq: 2 ** 33 / 960, pts: 2 ** 33, packets: [Buffer.from([1])], control: 1 };
-    expect(decodeServerMessage(encodeServerMessage(late))).toMatchObject({ pts: 2 ** 33, seq: 2 ** 33 / 960 });
+    expect(decodeMessage(encodeServerMessage(late))).toMatchObject({ pts: 2 ** 33, seq: 2 ** 33 / 960 });
     const first = encodeServerMessage(messages[2]!);
     const copy = Buffer.from(first);
     for (let i = 0; i < 5000; i++)

@@ -74,11 +74,6 @@ export function decodeMessage(data: unknown): ({ type: string } & Record<string,
   return value as { type: string } & Record<string, unknown>;
 }
 
-/** A server frame as the message it holds, for tests and clients that trust the server. */
-export function decodeServerMessage(data: FrameData): ServerMessage {
-  return unpackr.unpack(frameBytes(data) ?? new Uint8Array(0)) as ServerMessage;
-}
-
 /** An untrusted frame's value, maps as Map objects (the server checks the bytes first). */
 export function decodeUntrusted(bytes: Uint8Array): unknown {
   return untrustedUnpackr.unpack(bytes);
