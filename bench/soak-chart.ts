@@ -19,18 +19,20 @@ const LEFT = 70;
 const RIGHT = 20;
 const TOP = 30;
 
-export function soakChart(
-  samples: readonly {
-    t: number;
-    rssMiB: number;
-    cpuPercent: number;
-    lagP99Ms: number;
-    serverUnderruns: number;
-    listenerUnderruns: number;
-    oggUnderruns: number;
-  }[],
-  title: string,
-): string {
+/** One 5 s sample of the soak. */
+export interface SoakSample {
+  /** Seconds since the load started. */
+  t: number;
+  rssMiB: number;
+  cpuPercent: number;
+  lagP99Ms: number;
+  serverUnderruns: number;
+  listenerUnderruns: number;
+  oggUnderruns: number;
+  streams: number;
+}
+
+export function soakChart(samples: readonly SoakSample[], title: string): string {
   const t = samples.map((s) => s.t);
   const panels: Panel[] = [
     { title: 'server RSS', unit: 'MiB', series: [{ label: 'RSS', color: '#2563eb', values: samples.map((s) => s.rssMiB) }] },

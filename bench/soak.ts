@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { decodeMessage, encodeMessage } from '../src/protocol/codec.ts';
 import { SAMPLE_RATE } from '../src/protocol/constants.ts';
-import { soakChart } from './soak-chart.ts';
+import { type SoakSample, soakChart } from './soak-chart.ts';
 
 const { values: args } = parseArgs({
   options: { minutes: { type: 'string', default: '10' }, out: { type: 'string', default: 'bench/soak' } },
@@ -211,16 +211,6 @@ function steeredSession(url: string): WebSocket {
 }
 
 // ---- the run ------------------------------------------------------------------------------------
-interface Sample {
-  t: number;
-  rssMiB: number;
-  cpuPercent: number;
-  lagP99Ms: number;
-  serverUnderruns: number;
-  listenerUnderruns: number;
-  oggUnderruns: number;
-  streams: number;
-}
 
 const { child, port } = await startServerProcess();
 const base = `http://127.0.0.1:${port}`;
@@ -235,7 +225,7 @@ const timers = [
   setInterval(() => hostile(wsUrl), 1000),
 ];
 
-const samples: Sample[] = [];
+const samples: SoakSample[] = [];
 const started = performance.now();
 let lastCpu: { s: number; at: number } | undefined;
 while (performance.now() - started < minutes * 60_000) {
@@ -245,7 +235,7 @@ while (performance.now() - started < minutes * 60_000) {
   const cpu = metric(text, 'process_cpu_seconds_total') ?? 0;
   const cpuPercent = lastCpu ? (100 * (cpu - lastCpu.s)) / ((at - lastCpu.at) / 1000) : 0;
   lastCpu = { s: cpu, at };
-  const s: Sample = {
+  const s: SoakSample = {
     t: (at - started) / 1000,
     rssMiB: (metric(text, 'process_resident_memory_bytes') ?? 0) / 2 ** 20,
     cpuPercent,
