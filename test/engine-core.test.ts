@@ -283,6 +283,56 @@ describe('playback', () => {
   });
 });
 
+describe('idle streams', () => {
+  it('an idle stream takes no compute, keeps its rows, and resumes with the lead it had and no underrun', async () => {
+    const r = makeCore({ leadTargetMs: 500 });
+    await r.core.createStream('s', { prompts: piano, tapCodes: true });
+    for (let i = 0; i < 200 && r.core.status('s').leadMs < 500; i++) await r.core.step();
+    const lead = r.core.status('s').leadMs;
+    const frames = r.codes.get('s')!.length;
+    const bytes = r.core.poolBytes;
+    r.core.setIdle('s', true);
+    r.clock.now += 10_000; // far past the lead: a stream still heard would have run dry
+    expect((await r.core.step(true)).streams).toBe(0);
+    expect(r.core.idleMs()).toBeNull();
+    expect(r.codes.get('s')!.length).toBe(frames);
+    expect(r.core.poolBytes).toBe(bytes);
+    expect(r.core.status('s')).toMatchObject({ leadMs: lead, underruns: 0, state: 'playing' });
+    r.core.setIdle('s', false);
+    expect(r.core.status('s').leadMs).toBe(lead);
+    r.clock.now += 400;
+    await r.core.step();
+    expect(r.core.status('s').underruns).toBe(0);
+    // The frame timeline continues where it stood.
+    expect(r.codes.get('s')!.map((f) => f[0])).toEqual(Array.from({ length: r.codes.get('s')!.length }, (_, i) => i));
+  });
+
+  it('idle and pause are independent: either one holds the stream', async () => {
+    const r = makeCore();
+    await r.core.createStream('s', { prompts: piano });
+    await run(r, 5);
+    r.core.setIdle('s', true);
+    r.core.playback('s', 'pause');
+    r.core.setIdle('s', false);
+    expect((await r.core.step(true)).streams).toBe(0);
+    r.core.setIdle('s', true);
+    r.core.playback('s', 'play');
+    expect((await r.core.step(true)).streams).toBe(0);
+    r.core.setIdle('s', false);
+    expect((await r.core.step(true)).streams).toBe(1);
+  });
+
+  it("an idle stream's rows move out of the others' decoder runs", async () => {
+    const r = makeCore();
+    for (const id of ['a', 'b', 'c']) await r.core.createStream(id, { prompts: piano });
+    expect((await r.core.step(true)).rows).toBe(6);
+    r.core.setIdle('b', true);
+    expect(await r.core.step(true)).toMatchObject({ streams: 2, rows: 4 });
+    r.core.setIdle('b', false);
+    expect(await r.core.step(true)).toMatchObject({ streams: 3, rows: 6 });
+  });
+});
+
 describe('endless generation', () => {
   it('re-primes past the window several times with a continuous frame timeline', async () => {
     const r = makeCore({ windowFrames: 48, keepFrames: 20 });

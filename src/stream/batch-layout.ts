@@ -1,6 +1,7 @@
-// Where each stream's rows sit in the row pool: streams one after another in creation order, each
-// stream's rows contiguous and in its RowLayout order, so that any set of streams is one contiguous range
-// of rows. Owns the pool and lays it out anew when rows come or go (a stream or a prompt).
+// Where each stream's rows sit in the row pool: streams one after another, idle ones first and then the
+// others in creation order, each stream's rows contiguous and in its RowLayout order, so that any set of
+// streams is one contiguous range of rows and no step's range runs over an idle stream's rows. Owns the
+// pool and lays it out anew when rows come or go (a stream or a prompt) or a stream goes idle.
 import type { RowLayout } from './row-layout.ts';
 import { type PoolShape, type PromptEncoding, RowPool } from './row-pool.ts';
 import type { Stream } from './stream.ts';
@@ -40,6 +41,20 @@ export class BatchLayout {
     return this.#firstRow.get(s)!;
   }
 
+  /** True when streams that are not idle lie both before and after `s`: a step's range may run over its rows. */
+  amidActive(s: Stream): boolean {
+    const at = this.#firstRow.get(s);
+    if (at === undefined) return false;
+    let before = false;
+    let after = false;
+    for (const [x, first] of this.#firstRow) {
+      if (x.idle) continue;
+      if (first < at) before = true;
+      if (first > at) after = true;
+    }
+    return before && after;
+  }
+
   /** The range of rows covering every stream of `streams` (and whatever lies between them). */
   span(streams: readonly Stream[]): RowSpan {
     let first = Infinity;
@@ -53,7 +68,7 @@ export class BatchLayout {
   }
 
   /**
-   * Lays the pool out for `streams` and their current prompts: rows that stay keep their windows and
+   * Lays the pool out for `streams` (idle ones first) and their current prompts: rows that stay keep their windows and
    * prompts, new rows get their prompt's cross-attention inputs (or the null condition) and empty windows.
    */
   relayout(streams: readonly Stream[]): void {
@@ -62,7 +77,7 @@ export class BatchLayout {
     const sources: (number | null)[] = [];
     const fresh: { row: number; encoding: PromptEncoding | null }[] = [];
     this.#firstRow.clear();
-    for (const s of streams) {
+    for (const s of [...streams.filter((x) => x.idle), ...streams.filter((x) => !x.idle)]) {
       this.#firstRow.set(s, keys.length);
       const layout: RowLayout = s.layout;
       for (let r = 0; r < layout.rows; r++) {

@@ -198,13 +198,24 @@ export class EngineCore {
     }
   }
 
+  /**
+   * A stream nobody hears (a channel without listeners) goes idle: no compute, its rows and history stay,
+   * its lead clock stands still; heard again, it resumes where it stood. Rows that lie amid others'
+   * move out of the way of their decoder runs at the next step (one relayout of the pool).
+   */
+  setIdle(id: string, idle: boolean): void {
+    const s = this.get(id);
+    s.setIdle(idle, this.options.now());
+    if (idle && this.batch.amidActive(s)) this.batch.markDirty();
+  }
+
   status(id: string): { leadMs: number; rtf: number; underruns: number; state: string; control: number } {
     const s = this.get(id);
     const now = this.options.now();
     return { leadMs: s.lead(now), rtf: s.rtf(this.timing.frameRate), underruns: s.underruns, state: s.state, control: s.control };
   }
 
-  /** ms until some stream wants a step (0 = now), or null when no stream is playing. */
+  /** ms until some stream wants a step (0 = now), or null when no stream is generating. */
   idleMs(): number | null {
     return msUntilDue(this.streams, this.options.now(), this.options.leadTargetMs);
   }

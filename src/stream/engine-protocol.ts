@@ -23,6 +23,7 @@ export type EngineRequest =
   | { type: 'prompts'; id: string; prompts: WeightedPrompt[]; transitionMs: number }
   | { type: 'config'; id: string; config: Partial<GenerationConfig> }
   | { type: 'playback'; id: string; action: PlaybackAction }
+  | { type: 'idle'; id: string; idle: boolean }
   | { type: 'close'; id: string }
   | { type: 'status'; id: string }
   | { type: 'stats' }

@@ -108,6 +108,8 @@ async function handle(msg: EngineRequest): Promise<unknown> {
       return core.setConfig(msg.id, msg.config);
     case 'playback':
       return core.playback(msg.id, msg.action);
+    case 'idle':
+      return core.setIdle(msg.id, msg.idle);
     case 'close':
       return core.closeStream(msg.id);
     case 'status':

@@ -93,6 +93,10 @@ export class Engine extends EventEmitter<EngineEvents> {
   playback(id: string, action: PlaybackAction): Promise<void> {
     return this.request({ type: 'playback', id, action }) as Promise<void>;
   }
+  /** An idle stream (nobody hears it) takes no compute and resumes where it stood (EngineCore.setIdle). */
+  setIdle(id: string, idle: boolean): Promise<void> {
+    return this.request({ type: 'idle', id, idle }) as Promise<void>;
+  }
   closeStream(id: string): Promise<void> {
     return this.request({ type: 'close', id }) as Promise<void>;
   }

@@ -32,8 +32,9 @@ export class LeadClock {
     this.#anchor = now - this.#emittedMs;
   }
 
+  /** Stops the clock (a second pause keeps the first one's time). */
   pause(now: number): void {
-    this.#pausedAt = now;
+    this.#pausedAt ??= now;
   }
 
   /** Ends a pause: the listener's clock skips the paused time. */

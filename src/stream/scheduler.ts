@@ -1,5 +1,5 @@
-// Which streams step now: the playing streams below their lead target, the driest first, as many as fit
-// the decoder's batch. Streams ahead of the target take no compute.
+// Which streams step now: the generating streams (playing, not idle) below their lead target, the driest
+// first, as many as fit the decoder's batch. Streams ahead of the target, paused or idle take no compute.
 import type { Stream } from './stream.ts';
 
 /** Lead for ordering: a stream that has sent nothing yet comes first. */
@@ -7,10 +7,10 @@ function leadOf(s: Stream, now: number): number {
   return s.unanchored ? -Infinity : s.lead(now);
 }
 
-/** Playing streams below `leadTargetMs` (every playing stream with `force`), the driest first. */
+/** Generating streams below `leadTargetMs` (every generating stream with `force`), the driest first. */
 export function dueStreams(streams: readonly Stream[], now: number, leadTargetMs: number, force: boolean): Stream[] {
   return streams
-    .filter((s) => s.playing && (force || s.unanchored || s.lead(now) < leadTargetMs))
+    .filter((s) => s.generating && (force || s.unanchored || s.lead(now) < leadTargetMs))
     .sort((a, b) => leadOf(a, now) - leadOf(b, now));
 }
 
@@ -26,11 +26,11 @@ export function pickBatch(due: readonly Stream[], maxRows: number): Stream[] {
   return selected;
 }
 
-/** ms until some playing stream is due (0 = now), or null when none is playing. */
+/** ms until some generating stream is due (0 = now), or null when none is generating. */
 export function msUntilDue(streams: readonly Stream[], now: number, leadTargetMs: number): number | null {
   let wait: number | null = null;
   for (const s of streams) {
-    if (!s.playing) continue;
+    if (!s.generating) continue;
     const w = Math.max(0, s.lead(now) - leadTargetMs);
     if (s.wantsStepNow) return 0;
     wait = wait === null ? w : Math.min(wait, w);

@@ -50,6 +50,8 @@ export class Stream {
   #layout: RowLayout;
   #history: TokenHistory;
   #state: PlaybackState = 'playing';
+  /** Nobody hears the stream (a channel without listeners): it takes no compute until it is heard again. */
+  #idle = false;
   #pending: PendingControl[] = [];
   /** Set when the stream must restart from an empty history at its next step (reset_context, stop). */
   #resetPending = false;
@@ -114,8 +116,13 @@ export class Stream {
     return this.#state;
   }
 
-  get playing(): boolean {
-    return this.#state === 'playing';
+  /** Playing and heard: the streams the scheduler steps. */
+  get generating(): boolean {
+    return this.#state === 'playing' && !this.#idle;
+  }
+
+  get idle(): boolean {
+    return this.#idle;
   }
 
   get underruns(): number {
@@ -167,12 +174,21 @@ export class Stream {
   pause(now: number): void {
     if (this.#state !== 'playing') return;
     this.#state = 'paused';
-    this.#clock.pause(now);
+    this.#holdClock(now);
   }
 
   play(now: number): void {
-    this.#clock.resume(now);
     this.#state = 'playing';
+    this.#holdClock(now);
+  }
+
+  /**
+   * Idle or heard again, independent of playback: an idle stream takes no compute, keeps its rows and
+   * history, and its lead clock stands still, so it resumes where it stood with the lead it had.
+   */
+  setIdle(idle: boolean, now: number): void {
+    this.#idle = idle;
+    this.#holdClock(now);
   }
 
   /** Ends output and forgets the music; prompts and config stay. Play starts afresh. */
@@ -187,9 +203,9 @@ export class Stream {
     this.#resetPending = true;
   }
 
-  /** A playing stream whose listener ran dry is re-anchored, as a player re-buffers. */
+  /** A generating stream whose listener ran dry is re-anchored, as a player re-buffers. */
   catchUpUnderrun(now: number): void {
-    if (this.#state === 'playing') this.#clock.catchUp(now);
+    if (this.generating) this.#clock.catchUp(now);
   }
 
   /** `ms` of audio went out. */
@@ -297,6 +313,12 @@ export class Stream {
   /** Control of the frame whose audio starts at codec frame `frame`. */
   controlAt(frame: number): number {
     return this.#timeline.controlAt(frame, this.#control);
+  }
+
+  /** The lead clock stands still while the stream is paused or idle: nobody is playing its audio. */
+  #holdClock(now: number): void {
+    if (this.#state === 'paused' || this.#idle) this.#clock.pause(now);
+    else this.#clock.resume(now);
   }
 
   #relayoutRows(): void {
