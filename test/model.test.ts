@@ -280,7 +280,7 @@ describe('quantized decoder weights', () => {
           `${precision}: decoder logits max abs diff ${maxAbsDiff(out.logits, want).toFixed(4)}, relative RMS error ${rel.toFixed(4)}, same argmax ${same}/${want.length / 64}`,
         );
         // Bounds from the block-32 min/max quantizer with int8 activations (see src/models/onnx/quantize.ts);
-        // measured 0.012 (q8) and 0.097 (q4) on this fixture.
+        // measured 0.013 (q8) and 0.116 (q4, blocks of 128) on this fixture.
         expect(rel).toBeLessThan(precision === 'q8' ? 0.03 : 0.15);
         expect(rel).toBeGreaterThan(0); // the weights really are quantized
       } finally {

@@ -1,4 +1,4 @@
-// q8 / q4 linear layers (com.microsoft.MatMulNBits, block 32, int8 compute) against an fp32 reference.
+// q8 / q4 linear layers (com.microsoft.MatMulNBits, block QUANT_BLOCK = 128, int8 compute) against an fp32 reference.
 //
 // Error bounds. Weights are drawn per block as U(-a, a) + offset with a = 0.05 and offsets in {-0.08, 0, 0.08}
 // (the offsets make blocks differ in sign, so zero points differ between blocks and a mix-up of zero points
@@ -7,15 +7,15 @@
 //   q4: s ≤ 0.0087 -> ≤ 2.5e-3 rms, ≤ 3.5% of the weight rms
 //   q8: s ≤ 5.1e-4 -> ≤ 1.5e-4 rms, ≤ 0.2%
 // With x independent of the weight errors, ||x·Eᵀ|| / ||x·Wᵀ|| is about the same ratio. accuracy_level 4
-// also quantizes x to int8 per block of 32 (x ~ U(-1, 1): step ≈ 2/255, rms error ≈ 0.4% of x's rms).
+// also quantizes x to int8 per block (x ~ U(-1, 1): step ≈ 2/255, rms error ≈ 0.4% of x's rms).
 // Expected totals: ≈ 3.5% (q4) and ≈ 0.45% (q8). The asserted bounds leave ≥ 2x margin: q4 < 10%, q8 < 1%,
 // and q8 must beat q4 by 4x (expected ≈ 8x). Against the dequantized weight (what onnxruntime computes up to
 // x's int8 rounding) the error must stay near that 0.4% whatever the bits: < 1.5%.
 //
-// Measured on onnxruntime-node 1.30 CPU (x64) when this was written, relative to fp32:
-//   K=48 N=96: q8 4.4e-3, q4 2.8e-2;  K=40 N=64: q8 3.4e-3, q4 2.8e-2;  K=80 N=24: q8 4.0e-3, q4 3.2e-2
-// A wrong packing is far outside the q4 bound (asserted > 30%): swapped weight nibbles 0.58, swapped
-// zero-point nibbles 1.4, zero points not row-aligned 1.2 (an unrelated output of the same norm: ≈ 1.4).
+// Measured on onnxruntime-node 1.30 CPU (x64), relative to fp32 (the test logs them):
+//   K=192 N=96: q8 5.1e-3, q4 4.5e-2;  K=160 N=64: q8 4.0e-3, q4 3.5e-2;  K=320 N=24: q8 5.6e-3, q4 3.5e-2
+// A wrong packing is far outside the q4 bound (asserted > 30%): swapped weight nibbles 0.46, swapped
+// zero-point nibbles 1.4, zero points not row-aligned 1.0 (an unrelated output of the same norm: ≈ 1.4).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,9 +116,9 @@ async function runPacked(x: Float32Array, p: PackedNBits): Promise<Float32Array>
 const swapNibbles = (bytes: Uint8Array): Uint8Array => bytes.map((b) => ((b & 15) << 4) | (b >> 4));
 
 const SHAPES: [k: number, n: number][] = [
-  [48, 96],
-  [40, 64],
-  [80, 24],
+  [1.5 * QUANT_BLOCK, 96],
+  [1.25 * QUANT_BLOCK, 64],
+  [2.5 * QUANT_BLOCK, 24],
 ];
 const BOUND = { q8: 0.01, q4: 0.1 } as const;
 const M = 6;
@@ -150,7 +150,7 @@ describe('quantizedMatMul (MatMulNBits)', () => {
   }
 
   it('catches a wrong nibble order (weights or zero points) and a wrong zero-point row layout', async () => {
-    const k = 80; // 3 blocks: zero-point rows are 2 bytes with an unused high nibble
+    const k = 2.5 * QUANT_BLOCK; // 3 blocks: zero-point rows are 2 bytes with an unused high nibble
     const n = 24;
     const rand = prng(42);
     const w = makeWeight(rand, n, k);
@@ -186,7 +186,7 @@ describe('quantizedMatMul (MatMulNBits)', () => {
     const rand = prng(7);
     for (const bits of [4, 8] as const) {
       const n = 5;
-      const k = 45; // 2 blocks, the second one 13 wide
+      const k = QUANT_BLOCK + 13; // 2 blocks, the second one 13 wide
       const w = makeWeight(rand, n, k);
       w.fill(0, 0, k); // an all-zero row
       w[k + 3] = 0; // an exact zero among others

@@ -17,7 +17,7 @@ function transposeWeight(w: Float32Array, out: number, inF: number): Float32Arra
 
 /**
  * y = x W^T (+ b) for a Hugging Face weight `w` of shape [out, in]. With q8/q4 the weight is quantized
- * to onnxruntime's MatMulNBits (block 32, int8 compute); fp32 keeps it exact.
+ * to onnxruntime's MatMulNBits (block 128, int8 compute); fp32 keeps it exact.
  */
 export function linear(
   g: GraphBuilder,

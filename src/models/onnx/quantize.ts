@@ -1,26 +1,28 @@
 // Weight-only block quantization for linear layers (precision q8 / q4), lowered to onnxruntime's contrib
 // op com.microsoft.MatMulNBits:
 //
-//   Y[..., N] = A[..., K] · dequant(B)ᵀ,   dequant(B)[n, k] = (q[n, k] - zp[n, k / 32]) * scale[n, k / 32]
+//   Y[..., N] = A[..., K] · dequant(B)ᵀ,   dequant(B)[n, k] = (q[n, k] - zp[n, k / 128]) * scale[n, k / 128]
 //
 // Layout written here (onnxruntime ContribOperators.md, MatMulNBits):
-//   B            uint8 [N, nBlocks, blobSize], nBlocks = ceil(K / 32), blobSize = 32 * bits / 8. The codes of
+//   B            uint8 [N, nBlocks, blobSize], nBlocks = ceil(K / 128), blobSize = 128 * bits / 8. The codes of
 //                one block run along K; with 4 bits two codes share a byte, the even k in the low nibble.
-//                K is padded up to nBlocks * 32 with zero weights (stored as the block's zero point, so they
+//                K is padded up to nBlocks * 128 with zero weights (stored as the block's zero point, so they
 //                dequantize to exactly 0).
 //   scales       float [N * nBlocks]
 //   zero_points  uint8 [N * ceil(nBlocks * bits / 8)]: each row of N starts on a fresh byte; with 4 bits two
 //                zero points share a byte, the even block in the low nibble.
 //
-// Quantization is asymmetric min/max per block of 32 weights along K, with 0 always inside the range, rounding
-// to nearest. accuracy_level 4 makes onnxruntime quantize A to int8 per block as well and use int8 dot
+// Quantization is asymmetric min/max per block of 128 weights along K, with 0 always inside the range, rounding
+// to nearest. Blocks of 128, the common choice for 4-bit LLM weights: a step reads every decoder weight, so
+// bytes per weight set its speed, and at 32 the scales were a fifth of the q4 bytes (docs/benchmarks.md).
+// accuracy_level 4 makes onnxruntime quantize A to int8 per block as well and use int8 dot
 // products, which is several times faster on CPU than dequantizing to fp32; it adds a small error of its own
 // (see test/quantize.test.ts for measured errors). onnxruntime-node 1.30's CPU kernel accepts both bits=4
 // and bits=8 (checked when this was written), so both precisions use the same op.
 import type { GraphBuilder, Value } from './graph-builder.ts';
 import { MS_DOMAIN } from './graph-builder.ts';
 
-export const QUANT_BLOCK = 32;
+export const QUANT_BLOCK = 128;
 const ACCURACY_LEVEL_INT8 = 4;
 
 export interface PackedNBits {
@@ -142,7 +144,7 @@ export function unpackNBits(p: PackedNBits): Float32Array {
 
 /**
  * y = x · wᵀ with `w` the Hugging Face nn.Linear weight, row-major [out, in] float32, quantized to `bits`
- * per block of 32 along `in`. `x` is float [..., in]; the result is float [..., out].
+ * per block of QUANT_BLOCK along `in`. `x` is float [..., in]; the result is float [..., out].
  */
 export function quantizedMatMul(g: GraphBuilder, x: Value, w: Float32Array, out: number, inF: number, name: string, bits: 4 | 8): Value {
   const p = packNBits(w, out, inF, bits);
