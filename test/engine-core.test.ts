@@ -158,24 +158,25 @@ describe('steering', () => {
     const ids = new BigInt64Array(3 * K * T);
     for (let row = 0; row < 3; row++)
       for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(row * K + k) * T + t] = BigInt(prefix[t]![k]!);
+    ref.kv.reserve(T);
     const out = await model.decode({
       rows: 3,
       tokens: T,
       ids,
       positions: BigInt64Array.from({ length: 3 * T }, (_, i) => BigInt(i % T)),
       pastLength: new BigInt64Array(3),
-      window: shape.window,
       textTokens: shape.textTokens,
       ...ref.views(0, 3),
     });
     ref.kv.write(out.newKv, 0, 3, T, [0, 0, 0]);
-    const { heads: H, headDim: D, window: W, layers } = shape;
+    const { heads: H, headDim: D, layers } = shape;
     const maxDiff = (a: RowPool, ra: number, b: RowPool, rb: number, layer: number): number => {
       let m = 0;
+      const [Wa, Wb] = [a.kv.stride, b.kv.stride];
       for (const kind of ['keys', 'values'] as const) {
         for (let h = 0; h < H; h++) {
-          const x = a.kv[kind][layer]!.subarray((ra * H + h) * W * D, ((ra * H + h) * W + T) * D);
-          const y = b.kv[kind][layer]!.subarray((rb * H + h) * W * D, ((rb * H + h) * W + T) * D);
+          const x = a.kv[kind][layer]!.subarray((ra * H + h) * Wa * D, ((ra * H + h) * Wa + T) * D);
+          const y = b.kv[kind][layer]!.subarray((rb * H + h) * Wb * D, ((rb * H + h) * Wb + T) * D);
           for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
         }
       }

@@ -98,20 +98,22 @@ describe('decoder', () => {
       for (let row = 0; row < 2 * K; row++) for (let t = t0; t < t1; t++) out[row * n + (t - t0)] = ids[row * T + t]!;
       return out;
     };
-    // Prefill 4 positions, then 6 single steps, in a window longer than needed (16).
-    const kv = new KvWindow(L, H, hidden / H, 16, 2);
+    // Prefill 4 positions, then 6 single steps, in a window longer than needed (16) whose stride grows by 4:
+    // the rows are moved to a longer stride twice on the way (4 -> 8 -> 12).
+    const kv = new KvWindow(L, H, hidden / H, 16, 2, 4);
     const got = new Float32Array(2 * K * T * V);
+    const strides = new Set<number>();
     let at = 0;
     for (const n of [4, 1, 1, 1, 1, 1, 1]) {
+      kv.reserve(at + n);
+      strides.add(kv.stride);
       const out = await model.decode({
         rows: 2,
         tokens: n,
         ids: column(at, at + n),
         positions: BigInt64Array.from({ length: 2 * n }, (_, i) => BigInt(at + (i % n))),
         pastLength: BigInt64Array.of(BigInt(at), BigInt(at)),
-        window: 16,
-        pastKeys: kv.keys,
-        pastValues: kv.values,
+        ...kv.views(0, 2),
         textTokens: text.tokens,
         crossKeys: text.keys,
         crossValues: text.values,
@@ -127,49 +129,48 @@ describe('decoder', () => {
     const d = maxAbsDiff(got, expected);
     console.log(`decoder.logits_incremental max abs diff ${d}`);
     expect(d).toBeLessThan(TOL);
+    expect([...strides]).toEqual([4, 8, 12]);
   });
 
   it('rows at different positions in one run equal each row run alone', async () => {
     const text = await crossInputs();
     const { numLayers: L, numHeads: H, hidden } = model.config.decoder;
     const ids = ref().int64('decoder.input_ids');
-    // Row 0 has 3 past positions, row 1 has 6; window 8. Fill both windows by prefills first.
-    const kv = new KvWindow(L, H, hidden / H, 8, 2);
+    // Row 0 has 3 past positions, row 1 has 6; window 8, stride step 4. Fill both windows by prefills first
+    // (row 1's moves row 0 from stride 4 to 8).
+    const kv = new KvWindow(L, H, hidden / H, 8, 2, 4);
     const prefix = [3, 6];
     for (let r = 0; r < 2; r++) {
       const n = prefix[r]!;
       const rowIds = new BigInt64Array(K * n);
       for (let k = 0; k < K; k++) for (let t = 0; t < n; t++) rowIds[k * n + t] = ids[(r * K + k) * T + t]!;
-      const view = kv.view(0, r, 1);
+      kv.reserve(n);
       const out = await model.decode({
         rows: 1,
         tokens: n,
         ids: rowIds,
         positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
         pastLength: new BigInt64Array(1),
-        window: 8,
-        pastKeys: Array.from({ length: L }, (_, l) => kv.view(l, r, 1).key),
-        pastValues: Array.from({ length: L }, (_, l) => kv.view(l, r, 1).value),
+        ...kv.views(r, 1),
         textTokens: text.tokens,
         crossKeys: text.keys.map((k) => k.subarray(r * (k.length / 2), (r + 1) * (k.length / 2))),
         crossValues: text.values.map((v) => v.subarray(r * (v.length / 2), (r + 1) * (v.length / 2))),
         crossMask: text.mask.subarray(r * text.tokens, (r + 1) * text.tokens),
       });
-      expect(view.key.length).toBeGreaterThan(0);
       kv.write(out.newKv, r, 1, n, [0]);
     }
     // One batched step: each row feeds its next position.
     const step = new BigInt64Array(2 * K);
     for (let r = 0; r < 2; r++) for (let k = 0; k < K; k++) step[r * K + k] = ids[(r * K + k) * T + prefix[r]!]!;
+    kv.reserve(7);
+    expect(kv.stride).toBe(8);
     const out = await model.decode({
       rows: 2,
       tokens: 1,
       ids: step,
       positions: BigInt64Array.of(3n, 6n),
       pastLength: BigInt64Array.of(3n, 6n),
-      window: 8,
-      pastKeys: kv.keys,
-      pastValues: kv.values,
+      ...kv.views(0, 2),
       textTokens: text.tokens,
       crossKeys: text.keys,
       crossValues: text.values,

@@ -44,6 +44,7 @@ export async function decodeStep(setup: DecoderSetup, batch: BatchLayout, select
       writeAt[r] = p;
     }
   }
+  batch.pool.kv.reserve(Math.max(...writeAt) + 1);
   const t0 = performance.now();
   const out = await setup.model.decode({
     rows: R,
@@ -51,7 +52,6 @@ export async function decodeStep(setup: DecoderSetup, batch: BatchLayout, select
     ids,
     positions,
     pastLength,
-    window: setup.window,
     textTokens: setup.textTokens,
     ...batch.pool.views(first, R),
   });

@@ -60,15 +60,14 @@ export async function generateOffline(model: ModelBundle, o: OfflineOptions): Pr
     for (let r = 0; r < rows; r++) {
       for (let k = 0; k < K; k++) ids[r * K + k] = BigInt(isForced(k, s, K, length) ? padId : columns[s]![k]!);
     }
+    kv.reserve(s + 1);
     const { logits, newKv } = await model.decode({
       rows,
       tokens: 1,
       ids,
       positions: new BigInt64Array(rows).fill(BigInt(s)),
       pastLength: new BigInt64Array(rows).fill(BigInt(s)),
-      window: o.steps,
-      pastKeys: kv.keys,
-      pastValues: kv.values,
+      ...kv.views(0, rows),
       textTokens: S,
       crossKeys,
       crossValues,

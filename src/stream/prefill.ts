@@ -33,6 +33,7 @@ async function prefillRows(setup: DecoderSetup, batch: BatchLayout, s: Stream, r
   const ids = new BigInt64Array(R * K * T);
   for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(r * K + k) * T + t] = BigInt(prefix[t]![k]!);
   const positions = BigInt64Array.from({ length: R * T }, (_, i) => BigInt(i % T));
+  batch.pool.kv.reserve(T);
   const t0 = performance.now();
   const out = await setup.model.decode({
     rows: R,
@@ -40,7 +41,6 @@ async function prefillRows(setup: DecoderSetup, batch: BatchLayout, s: Stream, r
     ids,
     positions,
     pastLength: new BigInt64Array(R),
-    window: setup.window,
     textTokens: setup.textTokens,
     ...batch.pool.views(start, R),
   });

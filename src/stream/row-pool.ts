@@ -63,14 +63,13 @@ export class RowPool {
   /** A new pool where row i is a copy of old row sources[i] (null: zeros). */
   relayout(sources: (number | null)[]): RowPool {
     const next = new RowPool(this.shape, sources.length);
-    const { heads: H, headDim: D, window: W, textTokens: S, layers: L } = this.shape;
-    const kvRow = H * W * D;
+    const { heads: H, headDim: D, textTokens: S, layers: L } = this.shape;
     const crossRow = H * S * D;
+    next.kv.reserve(Math.max(0, ...sources.map((from) => (from === null ? 0 : this.kv.length(from)))));
     sources.forEach((from, to) => {
       if (from === null) return;
+      next.kv.copyRow(this.kv, from, to);
       for (let l = 0; l < L; l++) {
-        next.kv.keys[l]!.set(this.kv.keys[l]!.subarray(from * kvRow, (from + 1) * kvRow), to * kvRow);
-        next.kv.values[l]!.set(this.kv.values[l]!.subarray(from * kvRow, (from + 1) * kvRow), to * kvRow);
         next.crossKeys[l]!.set(this.crossKeys[l]!.subarray(from * crossRow, (from + 1) * crossRow), to * crossRow);
         next.crossValues[l]!.set(this.crossValues[l]!.subarray(from * crossRow, (from + 1) * crossRow), to * crossRow);
       }
@@ -101,29 +100,22 @@ export class RowPool {
     if (encoding) mask.fill(1n, 0, encoding.tokens);
   }
 
-  /** Views of rows [start, start + rows) for one decoder run. */
+  /** Views of rows [start, start + rows) for one decoder run (reserve the window's positions first). */
   views(
     start: number,
     rows: number,
   ): {
+    window: number;
     pastKeys: Float32Array[];
     pastValues: Float32Array[];
     crossKeys: Float32Array[];
     crossValues: Float32Array[];
     crossMask: BigInt64Array;
   } {
-    const { heads: H, headDim: D, textTokens: S, layers: L } = this.shape;
+    const { heads: H, headDim: D, textTokens: S } = this.shape;
     const crossRow = H * S * D;
-    const pastKeys: Float32Array[] = [];
-    const pastValues: Float32Array[] = [];
-    for (let l = 0; l < L; l++) {
-      const v = this.kv.view(l, start, rows);
-      pastKeys.push(v.key);
-      pastValues.push(v.value);
-    }
     return {
-      pastKeys,
-      pastValues,
+      ...this.kv.views(start, rows),
       crossKeys: this.crossKeys.map((a) => a.subarray(start * crossRow, (start + rows) * crossRow)),
       crossValues: this.crossValues.map((a) => a.subarray(start * crossRow, (start + rows) * crossRow)),
       crossMask: this.crossMask.subarray(start * S, (start + rows) * S),
