@@ -1,7 +1,7 @@
 // `npm run bench`: throughput, latency, codec cost and memory of the streaming engine, for the tiny
 // preset, the embedded demo model and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints
 // tables and writes JSON (bench/results.json, or --out FILE). `--quick` leaves musicgen-small out;
-// `--only throughput,latency,prompt-change,codec` runs some parts (written only with --out).
+// `--only throughput,latency,prompt-change,window,quality,codec` runs some parts (written only with --out).
 //
 // Throughput drives the engine's step loop in-process with every stream stepping each round (capacity,
 // not pacing); latency and event-loop delay go through the real worker Engine as the server uses it.
@@ -14,14 +14,19 @@ import { DEMO_MODEL_DIR } from '../src/models/default-model.ts';
 import type { Precision } from '../src/models/graphs/linear.ts';
 import { ModelBundle } from '../src/models/model-bundle.ts';
 import type { Preset } from '../src/models/presets/dims.ts';
+import * as ort from 'onnxruntime-node';
+import { linear } from '../src/models/graphs/linear.ts';
+import { KvWindow } from '../src/models/kv-window.ts';
+import { GraphBuilder } from '../src/models/onnx/graph-builder.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
 import { Engine } from '../src/stream/engine.ts';
 import { EngineCore } from '../src/stream/engine-core.ts';
+import { generateOffline } from '../src/stream/offline-generate.ts';
 import { defaultEngineOptions } from '../src/stream/engine-options.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
-const PARTS = ['throughput', 'latency', 'prompt-change', 'codec'] as const;
+const PARTS = ['throughput', 'latency', 'prompt-change', 'window', 'quality', 'codec'] as const;
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
 const only = args.only?.split(',') ?? [...PARTS];
 for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(', ')})`);
@@ -220,6 +225,191 @@ async function promptChange(v: Variant, historyFrames: number): Promise<Record<s
   return { historyFrames, stepDecoderMs: stepMs, changeStepDecoderMs: changeMs, reprimeStepDecoderMs: reprimeMs, ratio: changeMs / stepMs };
 }
 
+// ---- window: a step's decoder cost against the history it attends to ---------------------------
+/**
+ * One guided step (2 rows, T = 1) at history lengths across a 500-frame window, with the rows at the
+ * stride the engine uses (the history rounded up to 32) and at the whole window (every slot read, as
+ * before the stride layout). Median of interleaved runs.
+ */
+async function windowCost(v: Variant): Promise<unknown> {
+  const model = await ModelBundle.load(checkpoint(v.preset), { precision: v.precision, cacheDir, graphs: ['text_encoder', 'decoder'] });
+  const d = model.config.decoder;
+  const [L, H, D, W, R] = [d.numLayers, d.numHeads, d.hidden / d.numHeads, 500, 2];
+  const ids = model.tokenize(PROMPTS[0]!);
+  const text = await model.encodeText([ids, ids]);
+  const step = async (kv: KvWindow, p: number): Promise<number> => {
+    const t = performance.now();
+    await model.decode({
+      rows: R,
+      tokens: 1,
+      ids: new BigInt64Array(R * d.numCodebooks).fill(BigInt(d.padId)),
+      positions: new BigInt64Array(R).fill(BigInt(p)),
+      pastLength: new BigInt64Array(R).fill(BigInt(p)),
+      textTokens: text.tokens,
+      crossKeys: text.keys,
+      crossValues: text.values,
+      crossMask: text.mask,
+      ...kv.views(0, R),
+    });
+    return performance.now() - t;
+  };
+  const median = (xs: number[]): number => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+  const rows: Record<string, number>[] = [];
+  for (const history of [16, 100, 250, 480]) {
+    const strided = new KvWindow(L, H, D, W, R);
+    strided.reserve(history + 1);
+    const whole = new KvWindow(L, H, D, W, R, W);
+    whole.reserve(history + 1);
+    const stridedMs: number[] = [];
+    const wholeMs: number[] = [];
+    for (let i = 0; i < 3; i++) await step(strided, history); // warm-up
+    for (let i = 0; i < 15; i++) {
+      stridedMs.push(await step(strided, history));
+      wholeMs.push(await step(whole, history));
+    }
+    const [a, b] = [median(stridedMs), median(wholeMs)];
+    rows.push({ history, stride: strided.stride, stridedMs: a, wholeWindowMs: b, ratio: b / a });
+  }
+  const kernelsMs = await matmulsAlone(model.config.decoder, v.precision, R);
+  await model.close();
+  table(
+    `Window: one guided step (2 rows) of ${v.preset} ${v.precision}, window ${W}: decoder ms by history length`,
+    ['history', 'stride', 'strided ms', 'whole-window ms', 'whole ÷ strided'],
+    rows.map((r) => [r.history!, r.stride!, r.stridedMs!.toFixed(2), r.wholeWindowMs!.toFixed(2), r.ratio!.toFixed(2)]),
+  );
+  const shortStep = rows[0]!.stridedMs!;
+  console.log(
+    `the step's matmuls alone (distinct weights, same shapes and precision): ${kernelsMs.toFixed(2)} ms; step at history 16 ÷ that: ${(shortStep / kernelsMs).toFixed(2)}`,
+  );
+  return { rows, matmulsAloneMs: kernelsMs, shortStepOverMatmuls: shortStep / kernelsMs };
+}
+
+/**
+ * Every weight matmul of a decoder step (per layer: qkv, self out, cross q, cross out, fc1, fc2; then the
+ * LM heads) at T = 1 for `rows` rows, each its own weights of the checkpoint's shapes and precision, as
+ * independent branches of one graph: the floor that reading the weights sets for a step. Median ms.
+ */
+async function matmulsAlone(d: ModelBundle['config']['decoder'], precision: Precision, rows: number): Promise<number> {
+  const g = new GraphBuilder('matmuls_alone');
+  const { hidden, ffnDim, numLayers: L, numCodebooks: K, vocabSize: V } = d;
+  const x = g.input('x', 'float', [rows, 1, hidden]);
+  const inner = g.input('inner', 'float', [rows, 1, ffnDim]);
+  const shapes: [string, number, number][] = [
+    ['qkv', 3 * hidden, hidden],
+    ['self_out', hidden, hidden],
+    ['cross_q', hidden, hidden],
+    ['cross_out', hidden, hidden],
+    ['fc1', ffnDim, hidden],
+    ['fc2', hidden, ffnDim],
+  ];
+  let seed = 1;
+  const random = (n: number): Float32Array => {
+    const w = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      w[i] = (seed / 2 ** 32 - 0.5) * 0.1;
+    }
+    return w;
+  };
+  const branch = (name: string, out: number, inF: number, p: Precision): void => {
+    const y = linear(g, inF === hidden ? x : inner, random(out * inF), out, inF, name, p);
+    g.output(y, `${name}.y`, 'float', [rows, 1, out]);
+  };
+  for (let l = 0; l < L; l++) for (const [name, out, inF] of shapes) branch(`l${l}.${name}`, out, inF, precision);
+  branch('lm_heads', K * V, hidden, precision === 'q4' ? 'q8' : precision); // as the decoder builds them
+  const session = await ort.InferenceSession.create(g.save(join(work, 'matmuls-alone.onnx')), {
+    graphOptimizationLevel: 'all',
+    interOpNumThreads: 1,
+  });
+  const feeds = {
+    x: new ort.Tensor('float32', new Float32Array(rows * hidden).fill(0.1), [rows, 1, hidden]),
+    inner: new ort.Tensor('float32', new Float32Array(rows * ffnDim).fill(0.1), [rows, 1, ffnDim]),
+  };
+  const ms: number[] = [];
+  for (let i = 0; i < 23; i++) {
+    const t = performance.now();
+    await session.run(feeds);
+    if (i >= 3) ms.push(performance.now() - t);
+  }
+  await session.release();
+  return ms.sort((a, b) => a - b)[ms.length >> 1]!;
+}
+
+// ---- quality: what q8 and q4 change in the next-token distributions ----------------------------
+/**
+ * A 150-step fp32 generation (guidance 3, top-k 250, seed 0), then its tokens teacher-forced through the
+ * prompt's row in fp32, q8 and q4 (one pass each): per codebook and position, KL(fp32 || quantized) of
+ * the softmax and whether the most likely token is the same.
+ */
+async function quality(preset: ModelName): Promise<unknown> {
+  const dir = checkpoint(preset);
+  const fp32 = await ModelBundle.load(dir, { cacheDir });
+  const promptIds = fp32.tokenize(PROMPTS[0]!);
+  const { columns } = await generateOffline(fp32, {
+    promptIds,
+    steps: 150,
+    guidance: 3,
+    sampling: { temperature: 1, topK: 250, topP: 0 },
+    seed: 0,
+  });
+  const teacherForced = async (model: ModelBundle): Promise<Float32Array> => {
+    const d = model.config.decoder;
+    const T = columns.length - 1;
+    const K = d.numCodebooks;
+    const ids = new BigInt64Array(K * T);
+    for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[k * T + t] = BigInt(columns[t]![k]!);
+    const text = await model.encodeText([promptIds]);
+    const kv = new KvWindow(d.numLayers, d.numHeads, d.hidden / d.numHeads, 0, 1);
+    const out = await model.decode({
+      rows: 1,
+      tokens: T,
+      ids,
+      positions: BigInt64Array.from({ length: T }, (_, t) => BigInt(t)),
+      pastLength: new BigInt64Array(1),
+      textTokens: text.tokens,
+      crossKeys: text.keys,
+      crossValues: text.values,
+      crossMask: text.mask,
+      ...kv.views(0, 1),
+    });
+    return out.logits;
+  };
+  const reference = await teacherForced(fp32);
+  const V = fp32.config.decoder.vocabSize;
+  await fp32.close();
+  const softmax = (x: Float32Array): Float64Array => {
+    let max = -Infinity;
+    for (const v of x) if (v > max) max = v;
+    const e = Float64Array.from(x, (v) => Math.exp(v - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / sum);
+  };
+  const argmax = (x: Float32Array): number => x.indexOf(Math.max(...x));
+  const rows: Record<string, number | string>[] = [];
+  for (const precision of ['q8', 'q4'] as const) {
+    const q = await ModelBundle.load(dir, { cacheDir, precision, graphs: ['text_encoder', 'decoder'] });
+    const logits = await teacherForced(q);
+    await q.close();
+    let kl = 0;
+    let same = 0;
+    const n = logits.length / V;
+    for (let i = 0; i < n; i++) {
+      const a = reference.subarray(i * V, (i + 1) * V);
+      const b = logits.subarray(i * V, (i + 1) * V);
+      const [p, r] = [softmax(a), softmax(b)];
+      for (let j = 0; j < V; j++) if (p[j]! > 0) kl += p[j]! * Math.log(p[j]! / Math.max(r[j]!, 1e-300));
+      if (argmax(a) === argmax(b)) same++;
+    }
+    rows.push({ precision, klNats: kl / n, top1Agreement: same / n, positions: n });
+  }
+  table(
+    `Quality: ${preset}, 150 generated fp32 steps teacher-forced through each precision (prompt row)`,
+    ['precision', 'mean KL(fp32 || q) nats', 'same top-1'],
+    rows.map((r) => [r.precision!, Number(r.klNats).toFixed(4), `${(100 * Number(r.top1Agreement)).toFixed(1)} %`]),
+  );
+  return rows;
+}
+
 // ---- codec: chunked decoding cost is linear ------------------------------------------------------
 async function codecLinearity(preset: ModelName, minutes: number): Promise<unknown> {
   const model = await ModelBundle.load(checkpoint(preset), { cacheDir, graphs: ['codec_decoder'] });
@@ -305,6 +495,15 @@ try {
         Number(c.reprimeStepDecoderMs).toFixed(1),
       ]),
     );
+  }
+  if (only.includes('window')) {
+    out.window = {} as Record<string, unknown>;
+    for (const v of variants.filter((x) => x.preset !== 'tiny'))
+      (out.window as Record<string, unknown>)[`${v.preset}.${v.precision}`] = await windowCost(v);
+  }
+  if (only.includes('quality')) {
+    out.quality = { demo: await quality('demo') } as Record<string, unknown>;
+    if (!args.quick) (out.quality as Record<string, unknown>).small = await quality('small');
   }
   if (only.includes('codec')) {
     out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];
