@@ -10,20 +10,20 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
 import { DEMO_MODEL_DIR } from '../src/models/default-model.ts';
 import type { Precision } from '../src/models/graphs/linear.ts';
-import { ModelBundle } from '../src/models/model-bundle.ts';
-import type { Preset } from '../src/models/presets/dims.ts';
-import * as ort from 'onnxruntime-node';
 import { linear } from '../src/models/graphs/linear.ts';
 import { KvWindow } from '../src/models/kv-window.ts';
+import { ModelBundle } from '../src/models/model-bundle.ts';
 import { GraphBuilder } from '../src/models/onnx/graph-builder.ts';
+import type { Preset } from '../src/models/presets/dims.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
 import { Engine } from '../src/stream/engine.ts';
 import { EngineCore } from '../src/stream/engine-core.ts';
-import { generateOffline } from '../src/stream/offline-generate.ts';
 import { defaultEngineOptions } from '../src/stream/engine-options.ts';
+import { generateOffline } from '../src/stream/offline-generate.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
 const PARTS = ['throughput', 'latency', 'prompt-change', 'window', 'quality', 'codec'] as const;
@@ -413,11 +413,10 @@ async function quality(preset: ModelName): Promise<unknown> {
 // ---- codec: chunked decoding cost is linear ------------------------------------------------------
 async function codecLinearity(preset: ModelName, minutes: number): Promise<unknown> {
   const model = await ModelBundle.load(checkpoint(preset), { cacheDir, graphs: ['codec_decoder'] });
-  const decode = (codes: BigInt64Array, frames: number) => model.decodeAudio(codes, 1, frames);
   const K = model.config.decoder.numCodebooks;
   const { codebookSize: V, hop } = model.config.codec;
   const run = async (frames: number): Promise<number> => {
-    const c = new CodecStream(decode, { ...DEFAULT_CODEC_STREAM, codebooks: K, hop });
+    const c = new CodecStream((window) => model.decodeAudioWindow(window), { ...DEFAULT_CODEC_STREAM, codebooks: K, hop });
     const t = performance.now();
     for (let f = 0; f < frames; f++) {
       c.push(Array.from({ length: K }, (_, k) => (f * [1, 7, 13, 31][k % 4]!) % V));

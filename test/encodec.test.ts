@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint, Weights } from '../src/models/checkpoint.ts';
-import { buildEncodecDecoder, buildEncodecEncoder, encodecPad1d, weightNormed } from '../src/models/graphs/encodec.ts';
+import { buildEncodecDecoder, buildEncodecEncoder, encodecLstmSize, encodecPad1d, weightNormed } from '../src/models/graphs/encodec.ts';
 import { GraphBuilder } from '../src/models/onnx/graph-builder.ts';
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../src/models/safetensors.ts';
 
@@ -73,8 +73,27 @@ describe('EnCodec graphs vs musicgen-tiny reference', () => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  async function decode(codes: BigInt64Array, dims: number[]): Promise<ort.InferenceSession.OnnxValueMapType> {
-    return decoder.run({ audio_codes: new ort.Tensor('int64', codes, dims) });
+  /**
+   * Decodes codes `dims` = [batch, 4, frames]; the LSTM starts after `contextFrames` from `state` (default: a
+   * whole-sequence decode, zero state) and the state before frame `stateAt` comes back.
+   */
+  async function decode(
+    codes: BigInt64Array,
+    dims: number[],
+    stateAt = dims[2]!,
+    contextFrames = 0,
+    state?: { h: Float32Array; c: Float32Array },
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const { numLstmLayers } = checkpoint.config.codec;
+    const shape = [numLstmLayers, dims[0]!, encodecLstmSize(checkpoint.config.codec)];
+    const tensor = (v?: Float32Array) => new ort.Tensor('float32', v ?? new Float32Array(shape[0]! * shape[1]! * shape[2]!), shape);
+    return decoder.run({
+      audio_codes: new ort.Tensor('int64', codes, dims),
+      context_frames: new ort.Tensor('int64', BigInt64Array.of(BigInt(contextFrames)), []),
+      state_at: new ort.Tensor('int64', BigInt64Array.of(BigInt(stateAt)), []),
+      lstm_h: tensor(state?.h),
+      lstm_c: tensor(state?.c),
+    });
   }
 
   it('decodes encodec_decode.audio_codes [2 x 4 x 12] to encodec_decode.audio_values', async () => {
@@ -149,6 +168,32 @@ describe('EnCodec graphs vs musicgen-tiny reference', () => {
     const stable = n * 640 - 2402;
     expect(maxAbsDiff(part.subarray(0, stable), full.subarray(0, stable))).toBeLessThan(1e-5);
     expect(maxAbsDiff(part.subarray(stable, stable + 1), full.subarray(stable, stable + 1))).toBeGreaterThan(1e-4);
+  });
+
+  it("state inputs: a window started from a whole decode's LSTM state continues it", async () => {
+    const codes = readInt64(ref, 'encodec_encode.audio_codes').data; // [1, 4, 25]
+    const f32 = (v: ort.Tensor | undefined) => v!.data as Float32Array;
+    const end = await decode(codes, [1, 4, 25]);
+    const split = await decode(codes, [1, 4, 25], 10); // the state before frame 10
+    const audio = f32(split.audio_values);
+    // Where the graph splits the LSTM for state_at changes nothing else.
+    expect(maxAbsDiff(audio, f32(end.audio_values))).toBeLessThan(1e-6);
+    // Frames [7, 25): 3 context frames for the first conv, then the LSTM from frame 10 and that state.
+    const n = 18;
+    const tail = BigInt64Array.from({ length: 4 * n }, (_, i) => codes[Math.floor(i / n) * 25 + 7 + (i % n)]!);
+    const state = { h: f32(split.lstm_h_at), c: f32(split.lstm_c_at) };
+    const win = await decode(tail, [1, 4, n], n, 3, state);
+    const out = f32(win.audio_values);
+    expect(out.length).toBe(15 * 640);
+    // Frame 10 is the window's left edge for the upsampling convs (off); from frame 11 on it is exact.
+    expect(maxAbsDiff(out.subarray(640), audio.subarray(11 * 640))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(out.subarray(0, 640), audio.subarray(10 * 640, 11 * 640))).toBeGreaterThan(1e-3);
+    // ... and it ends in the whole decode's final state.
+    expect(maxAbsDiff(f32(win.lstm_h_at), f32(end.lstm_h_at))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(f32(win.lstm_c_at), f32(end.lstm_c_at))).toBeLessThan(1e-6);
+    // The state matters: from zeros the same window is wrong.
+    const cold = f32((await decode(tail, [1, 4, n], n, 3)).audio_values);
+    expect(maxAbsDiff(cold.subarray(640), audio.subarray(11 * 640))).toBeGreaterThan(1e-3);
   });
 
   it('rejects a quantizer count the checkpoint does not have', () => {

@@ -11,7 +11,7 @@ import type { Precision } from './graphs/linear.ts';
 import { buildTextEncoder } from './graphs/text-encoder.ts';
 
 /** Bump when any graph changes shape or meaning: it invalidates every cached compile. */
-const GRAPH_VERSION = 2;
+const GRAPH_VERSION = 3;
 
 export const GRAPH_NAMES = ['text_encoder', 'decoder', 'codec_decoder', 'codec_encoder'] as const;
 export type GraphName = (typeof GRAPH_NAMES)[number];

@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { Checkpoint } from './checkpoint.ts';
 import { compileModel, GRAPH_NAMES, type GraphName } from './compile.ts';
 import type { MusicgenConfig } from './config.ts';
+import { encodecLstmSize } from './graphs/encodec.ts';
 import type { Precision } from './graphs/linear.ts';
 import { MAX_TEXT_TOKENS } from './graphs/text-encoder.ts';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts';
@@ -64,6 +65,32 @@ export interface DecoderOutputs {
   logits: Float32Array;
   /** [L, 2, rows, H, T, D] */
   newKv: Float32Array;
+}
+
+/** The codec decoder's LSTM state (h and c, each [layers, 1, H]) before some frame of a stream. */
+export interface CodecState {
+  h: Float32Array;
+  c: Float32Array;
+}
+
+/** A window of a stream's codec decode (the decoder graph's inputs, graphs/encodec.ts). */
+export interface CodecWindow {
+  /** [K, frames] */
+  codes: BigInt64Array;
+  frames: number;
+  /** Leading frames that only feed the first convolution; the LSTM starts after them, from `state`. */
+  contextFrames: number;
+  /** The frame (contextFrames < stateAt <= frames) whose preceding LSTM state is returned. */
+  stateAt: number;
+  /** At frame contextFrames; null = zeros (the start of a sequence). */
+  state: CodecState | null;
+}
+
+export interface CodecWindowAudio {
+  /** (frames - contextFrames) * hop samples */
+  audio: Float32Array;
+  /** Before frame stateAt. */
+  state: CodecState;
 }
 
 export class ModelBundle {
@@ -190,11 +217,38 @@ export class ModelBundle {
     return { logits: out.logits!.data as Float32Array, newKv: out.new_kv!.data as Float32Array };
   }
 
-  /** Codes [batch, K, frames] -> audio [batch, frames * hop] at the codec's sample rate. */
+  /** Codes [batch, K, frames] -> audio [batch, frames * hop] at the codec's sample rate (whole sequences). */
   async decodeAudio(codes: BigInt64Array, batch: number, frames: number): Promise<Float32Array> {
+    return (await this.runCodecDecoder(codes, batch, frames, 0, frames, null)).audio_values!.data as Float32Array;
+  }
+
+  /** One window of a stream's codec decode, batch 1 (src/stream/codec-stream.ts). */
+  async decodeAudioWindow(w: CodecWindow): Promise<CodecWindowAudio> {
+    const out = await this.runCodecDecoder(w.codes, 1, w.frames, w.contextFrames, w.stateAt, w.state);
+    return {
+      audio: out.audio_values!.data as Float32Array,
+      state: { h: out.lstm_h_at!.data as Float32Array, c: out.lstm_c_at!.data as Float32Array },
+    };
+  }
+
+  private runCodecDecoder(
+    codes: BigInt64Array,
+    batch: number,
+    frames: number,
+    contextFrames: number,
+    stateAt: number,
+    state: CodecState | null,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const K = this.config.decoder.numCodebooks;
-    const out = await this.session('codec_decoder').run({ audio_codes: new ort.Tensor('int64', codes, [batch, K, frames]) });
-    return out.audio_values!.data as Float32Array;
+    const dims = [this.config.codec.numLstmLayers, batch, encodecLstmSize(this.config.codec)];
+    const zero = () => new Float32Array(dims[0]! * dims[1]! * dims[2]!);
+    return this.session('codec_decoder').run({
+      audio_codes: new ort.Tensor('int64', codes, [batch, K, frames]),
+      context_frames: new ort.Tensor('int64', BigInt64Array.of(BigInt(contextFrames)), []),
+      state_at: new ort.Tensor('int64', BigInt64Array.of(BigInt(stateAt)), []),
+      lstm_h: new ort.Tensor('float32', state?.h ?? zero(), dims),
+      lstm_c: new ort.Tensor('float32', state?.c ?? zero(), dims),
+    });
   }
 
   /** Audio [batch, samples] (samples a multiple of the hop) -> codes [batch, K, samples / hop]. */

@@ -1,44 +1,40 @@
-// Incremental EnCodec decoding of an endless stream of codec frames, in overlapping windows, at a cost
-// linear in the stream's length.
+// Incremental EnCodec decoding of an endless stream of codec frames, window by window, carrying the
+// decoder's LSTM state from one window to the next, at a cost linear in the stream's length.
 //
-// Why windows: the codec decoder (src/models/graphs/encodec.ts) is not causal and has a 2-layer LSTM, so
-// the audio of frame t depends on frames up to t + 4 (convolutions) and on every frame before it (LSTM).
-// Decoding each chunk alone would click at every boundary; decoding the whole history again each time
-// would cost quadratic time. A window here is
+// The codec decoder (src/models/graphs/encodec.ts) is conv(k7) -> 2-layer LSTM -> upsampling convs. Its
+// convolutions are not causal (the audio of frame t needs frames up to t + 4) and its LSTM depends on every
+// earlier frame. A window here is
 //
 //     [emitted - leftContextFrames, emitted + chunkFrames + lookaheadFrames)
 //
-// of which only the audio of [emitted, emitted + chunkFrames) is emitted. The left context lets the LSTM
-// (which the graph starts from a zero state) converge back onto the whole-sequence trajectory, and lets
-// the left-edge reflect padding fall outside the emitted part; the lookahead puts the right-edge padding
-// past it. Every frame is decoded (chunk + left + lookahead) / chunk times: constant, so linear in total.
-//
-// Exactness against one whole-sequence decode of 300 random frames (test/codec-stream.test.ts, on the
-// tiny preset and the musicgen-tiny fixture; a random codec of musicgen-small's size behaves the same):
-// * Right edge: decoding frames [0, n) gives the whole-sequence audio exactly up to sample
-//   (n - 4) * hop + 158, so lookaheadFrames >= 4 makes the emitted part's right edge exact. With 2 the
-//   chunk tails are off by the order of the signal (max error 0.7-1.5, SNR ~19 dB); 6 changes nothing.
-// * Left edge: what remains is the LSTM's distance from its whole-sequence state (plus the left-edge
-//   padding for contexts under 4 frames). It shrinks by ~3.5 dB per frame of left context on all three
-//   models: left 0 -> SNR 12 dB (max error 1-2.5), 8 -> 60 dB, 16 -> 90 dB, 25 -> 121-124 dB (max error
-//   2e-6..1e-5), and from ~32 frames on only float rounding is left (~5e-7, 130 dB). The start of the
-//   stream is a true sequence start, so the first windows begin at frame 0 and are exact.
-// * Cross-fade (crossfadeSamples, default 0 = off): blends the previous window's audio just past its chunk
-//   end (decoded in its lookahead) into the head of the new chunk. With lookahead 4 the previous window is
-//   exact for 158 samples past its chunk end, so a fade of up to 158 samples costs nothing; 128 samples
-//   gain 0.5 dB SNR (less than one more frame of left context) and leave the largest sample-to-sample jump
-//   of the error about where it is: there is no step at the boundary to hide, the error is spread over the
-//   chunk's first frames. Past the exact part of the lookahead a fade mixes in the right-edge padding error
-//   (640 samples with lookahead 4: 37 dB against 124). It is off by default because more left context is
-//   the better lever; keep crossfadeSamples <= (lookaheadFrames - 4) * hop + 158 if used.
+// (from frame 0 while emitted <= leftContextFrames: a true start, zero state), of which only the audio of
+// [emitted, emitted + chunkFrames) is emitted:
+// * the first preLstmFrames (3) frames feed only the first conv, whose output the LSTM needs from frame
+//   start + 3 on (its reach is 3 frames either side); the graph drops them after that conv;
+// * the LSTM runs from start + preLstmFrames, from the state the previous window returned for that frame
+//   (state_at), so it follows the whole-sequence trajectory exactly instead of converging onto it;
+// * the one frame between the LSTM start and `emitted` covers the upsampling convs' left reach (under a
+//   frame), and the lookahead (4) puts the right-edge reflect padding past the emitted part. The state
+//   handed on is the one before the next window's LSTM start (emitted + chunk - 1); the LSTM inputs before
+//   it need frames up to emitted + chunk + 1, inside this window's lookahead.
+// So every emitted sample is the whole-sequence decode's, up to float rounding. Measured against one
+// whole-sequence decode of 300 random frames (test/codec-stream.test.ts), with the defaults and with chunks
+// of 1-25 frames: max abs error 0 (bit-identical here) on the tiny preset and the musicgen-tiny fixture,
+// 1.5e-7..1.8e-7 (129 dB SNR, signal rms 0.07) on the demo model, 7.8e-7..8.9e-7 (122-124 dB, rms 0.24) on a
+// random codec of musicgen-small's shape; the test's tolerance is 2e-6 and 110 dB. One frame less of either
+// context, of the pre-LSTM frames or of lookahead leaves errors of the order of the signal (max abs error
+// 0.017-2, SNR 16-49 dB with chunk 10); more changes nothing.
+// Every frame is decoded (chunk + left + lookahead) / chunk times (steadyStateCost): constant, so linear in
+// total, and with only 8 frames of overlap small chunks are cheap.
 //
 // Frame history is bounded: frames older than the next window's start are dropped. Frames pushed but not
 // yet decoded are kept until decoded (the caller is expected to call decodeNext() whenever ready()).
 
 import { type ErrorRegistry, RiverrunError } from '../errors.ts';
+import type { CodecState, CodecWindow, CodecWindowAudio } from '../models/model-bundle.ts';
 
-/** Decodes codes [K, frames] (codebook-major, one batch row) to frames * hop samples. */
-export type CodecDecodeFn = (codes: BigInt64Array, frames: number) => Promise<Float32Array>;
+/** Decodes one window (batch 1): `ModelBundle.decodeAudioWindow`. */
+export type CodecDecodeFn = (window: CodecWindow) => Promise<CodecWindowAudio>;
 
 export interface CodecStreamOptions {
   /** Codebooks per frame (K, 4 for MusicGen). */
@@ -47,31 +43,30 @@ export interface CodecStreamOptions {
   hop: number;
   /** Frames emitted per decode. */
   chunkFrames: number;
-  /** Frames before the chunk decoded again for the LSTM to converge (not emitted). */
+  /** Frames before the chunk decoded again for the convolutions' left reach (not emitted). */
   leftContextFrames: number;
+  /** Of those, the first ones, which feed only the first convolution: the LSTM starts after them. */
+  preLstmFrames: number;
   /** Frames after the chunk that must be known before it is decoded (not emitted). */
   lookaheadFrames: number;
-  /** Cross-fade length at chunk boundaries, <= lookaheadFrames * hop. Default 0 (off). */
-  crossfadeSamples?: number;
 }
 
 /**
  * Defaults for the 32 kHz EnCodec of MusicGen (50 frames/s):
- * - lookaheadFrames 4: the smallest that makes the chunk's right edge exact (the decoder's receptive field
- *   reaches 4 frames ahead); it adds 80 ms between "frame generated" and "its audio can be decoded".
- * - chunkFrames 25 (0.5 s): audio arrives in half-second pieces, so a frame waits at most 0.5 s + 80 ms for
- *   its chunk. Smaller chunks pay the overlap more often (10 -> 3.9 frames decoded per frame, 5 -> 6.8) and
- *   more per-call overhead; larger ones (50 -> 1.58) make audio and steering arrive in later, bigger bursts.
- * - leftContextFrames 25 (0.5 s): 121-124 dB SNR vs the whole-sequence decode on the random models, i.e.
- *   ~20 dB above what 16-bit output can show, with ~7 frames of margin over the ~18 needed for 96 dB, for a
- *   trained LSTM that may remember longer. Beyond ~32 frames nothing more is gained on the random models.
- * Cost: (25 + 25 + 4) / 25 = 2.16 frames decoded per frame emitted, in steady state.
+ * - leftContextFrames 4 = preLstmFrames 3 (the first conv's left reach) + 1 (the upsampling convs'), and
+ *   lookaheadFrames 4 (the decoder's reach ahead, +80 ms before a frame's audio can be decoded): the
+ *   least that makes every emitted sample exact (see the top of this file).
+ * - chunkFrames 10 (0.2 s): a frame's audio (and the steering that shaped it) waits at most 0.2 s + 80 ms
+ *   for its chunk, against 0.5 s + 80 ms with 25. Cost: (10 + 4 + 4) / 10 = 1.8 frames decoded per frame
+ *   emitted (25: 1.32; 5: 2.6; 1: 9), computed from the options; below the 2.16 of the earlier re-decoding
+ *   defaults (chunk 25, left context 25). On a random codec of musicgen-small's shape, one thread, the
+ *   decode time followed that ratio (chunk 10: ~1.37x chunk 25's); per-call overhead added little.
  */
 export const DEFAULT_CODEC_STREAM = {
-  chunkFrames: 25,
-  leftContextFrames: 25,
+  chunkFrames: 10,
+  leftContextFrames: 4,
+  preLstmFrames: 3,
   lookaheadFrames: 4,
-  crossfadeSamples: 0,
 } as const;
 
 export interface CodecStreamStats {
@@ -106,8 +101,8 @@ export class CodecStream {
   readonly hop: number;
   readonly chunkFrames: number;
   readonly leftContextFrames: number;
+  readonly preLstmFrames: number;
   readonly lookaheadFrames: number;
-  readonly crossfadeSamples: number;
 
   private readonly decode: CodecDecodeFn;
   /** Stored frames, frame-major: frame `base + i` at [i * K, (i + 1) * K). */
@@ -118,8 +113,9 @@ export class CodecStream {
   private total = 0;
   /** Frames emitted so far. */
   private emitted = 0;
-  /** Previous window's audio just past its chunk end, for the cross-fade. */
-  private tail: Float32Array | null = null;
+  /** The LSTM state before frame `stateFrame`, for the next window; null = none (the next one starts at 0). */
+  private state: CodecState | null = null;
+  private stateFrame = 0;
   private busy = false;
   private ended = false;
   private readonly counters: CodecStreamStats = {
@@ -132,8 +128,7 @@ export class CodecStream {
   };
 
   constructor(decode: CodecDecodeFn, options: CodecStreamOptions) {
-    const { codebooks, hop, chunkFrames, leftContextFrames, lookaheadFrames } = options;
-    const crossfadeSamples = options.crossfadeSamples ?? 0;
+    const { codebooks, hop, chunkFrames, leftContextFrames, preLstmFrames, lookaheadFrames } = options;
     const int = (name: string, v: number, min: number) => {
       if (!Number.isInteger(v) || v < min)
         throw new CodecStreamError('CODEC_STREAM_OPTIONS', `${name} must be an integer >= ${min}, got ${v}`);
@@ -143,26 +138,19 @@ export class CodecStream {
     int('chunkFrames', chunkFrames, 1);
     int('leftContextFrames', leftContextFrames, 0);
     int('lookaheadFrames', lookaheadFrames, 0);
-    int('crossfadeSamples', crossfadeSamples, 0);
-    if (crossfadeSamples > lookaheadFrames * hop) {
+    int('preLstmFrames', preLstmFrames, 0);
+    if (preLstmFrames > leftContextFrames)
       throw new CodecStreamError(
         'CODEC_STREAM_OPTIONS',
-        `crossfadeSamples ${crossfadeSamples} needs lookahead audio: at most lookaheadFrames * hop = ${lookaheadFrames * hop}`,
+        `preLstmFrames ${preLstmFrames} is part of the left context: at most leftContextFrames = ${leftContextFrames}`,
       );
-    }
-    if (crossfadeSamples > chunkFrames * hop) {
-      throw new CodecStreamError(
-        'CODEC_STREAM_OPTIONS',
-        `crossfadeSamples ${crossfadeSamples} is longer than a chunk (${chunkFrames * hop} samples)`,
-      );
-    }
     this.decode = decode;
     this.codebooks = codebooks;
     this.hop = hop;
     this.chunkFrames = chunkFrames;
     this.leftContextFrames = leftContextFrames;
+    this.preLstmFrames = preLstmFrames;
     this.lookaheadFrames = lookaheadFrames;
-    this.crossfadeSamples = crossfadeSamples;
     this.store = new Int32Array((leftContextFrames + 2 * (chunkFrames + lookaheadFrames)) * codebooks);
   }
 
@@ -225,7 +213,7 @@ export class CodecStream {
   /** Audio of the next chunk (chunkFrames * hop samples), or null when not ready(). */
   async decodeNext(): Promise<Float32Array | null> {
     if (!this.ready()) return null;
-    return this.guard(() => this.emit(this.chunkFrames, this.lookaheadFrames));
+    return this.guard(() => this.emit(this.chunkFrames, this.lookaheadFrames, false));
   }
 
   /**
@@ -239,11 +227,11 @@ export class CodecStream {
       const parts: Float32Array[] = [];
       // Anything the caller left undecoded goes in chunks, so that one flush never decodes an unbounded window.
       while (this.total - this.emitted >= this.chunkFrames + this.lookaheadFrames)
-        parts.push(await this.emit(this.chunkFrames, this.lookaheadFrames));
+        parts.push(await this.emit(this.chunkFrames, this.lookaheadFrames, false));
       const rest = this.total - this.emitted;
-      if (rest > 0) parts.push(await this.emit(rest, 0));
+      if (rest > 0) parts.push(await this.emit(rest, 0, true));
       this.ended = true;
-      this.tail = null;
+      this.state = null;
       return concat(parts);
     });
   }
@@ -276,34 +264,45 @@ export class CodecStream {
     }
   }
 
-  /** Decodes [emitted - left, emitted + frames + lookahead) and returns the audio of [emitted, emitted + frames). */
-  private async emit(frames: number, lookahead: number): Promise<Float32Array> {
+  /**
+   * Decodes [start, emitted + frames + lookahead), start = emitted - left (or 0, a true start from the zero
+   * state): the LSTM runs from start + preLstm on, from the state the previous window left for that frame,
+   * and leaves the state for the next window's LSTM start (unless `last`: the end of the stream). Returns the
+   * audio of [emitted, emitted + frames).
+   */
+  private async emit(frames: number, lookahead: number, last: boolean): Promise<Float32Array> {
     const K = this.codebooks;
     const hop = this.hop;
-    const start = Math.max(this.base, this.emitted - this.leftContextFrames);
+    const fromZero = this.emitted <= this.leftContextFrames;
+    const start = fromZero ? 0 : this.emitted - this.leftContextFrames;
+    const contextFrames = fromZero ? 0 : this.preLstmFrames;
+    if (!fromZero && (this.state === null || this.stateFrame !== start + contextFrames))
+      throw new Error(`CodecStream: no LSTM state for frame ${start + contextFrames} (internal)`);
     const end = this.emitted + frames + lookahead;
     const n = end - start;
+    // The next window's LSTM start, when there is a next window that does not start from zero.
+    const nextEmitted = this.emitted + frames;
+    const carry = !last && nextEmitted > this.leftContextFrames;
+    const nextStateFrame = nextEmitted - this.leftContextFrames + this.preLstmFrames;
     const codes = new BigInt64Array(K * n);
     for (let t = 0; t < n; t++) {
       const at = (start - this.base + t) * K;
       for (let k = 0; k < K; k++) codes[k * n + t] = BigInt(this.store[at + k]!);
     }
-    const audio = await this.decode(codes, n);
-    if (audio.length !== n * hop)
-      throw new CodecStreamError('CODEC_STREAM_DECODE', `decoder returned ${audio.length} samples for ${n} frames, expected ${n * hop}`);
-    const from = (this.emitted - start) * hop;
-    const to = from + frames * hop;
-    const out = audio.slice(from, to);
-    const X = this.crossfadeSamples;
-    if (X > 0 && this.tail) {
-      // Raised-cosine fade from the previous window's continuation into this window's head.
-      const tail = this.tail;
-      for (let i = 0; i < X; i++) {
-        const w = 0.5 - 0.5 * Math.cos((Math.PI * (i + 0.5)) / X);
-        out[i] = tail[i]! * (1 - w) + out[i]! * w;
-      }
-    }
-    this.tail = X > 0 && lookahead * hop >= X ? audio.slice(to, to + X) : null;
+    const { audio, state } = await this.decode({
+      codes,
+      frames: n,
+      contextFrames,
+      stateAt: carry ? nextStateFrame - start : n,
+      state: fromZero ? null : this.state,
+    });
+    const expected = (n - contextFrames) * hop;
+    if (audio.length !== expected)
+      throw new CodecStreamError('CODEC_STREAM_DECODE', `decoder returned ${audio.length} samples for ${n} frames, expected ${expected}`);
+    const from = (this.emitted - start - contextFrames) * hop;
+    const out = audio.slice(from, from + frames * hop);
+    this.state = carry ? state : null;
+    this.stateFrame = nextStateFrame;
     this.emitted += frames;
     this.counters.framesEmitted += frames;
     this.counters.framesDecoded += n;

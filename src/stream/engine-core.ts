@@ -122,7 +122,7 @@ export class EngineCore {
     const config = completeConfig(spec.config);
     const encodings = await this.encodeAll(spec.prompts.map((p) => p.text));
     const { hop } = this.timing;
-    const codec = new CodecStream((codes, frames) => this.model.decodeAudio(codes, 1, frames), {
+    const codec = new CodecStream((window) => this.model.decodeAudioWindow(window), {
       ...this.options.codec,
       codebooks: this.K,
       hop,

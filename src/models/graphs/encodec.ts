@@ -1,17 +1,21 @@
 // EnCodec (the 32 kHz codec MusicGen uses) as two ONNX graphs built from Hugging Face checkpoint weights.
 //
-// Decoder graph (`buildEncodecDecoder`):
-//   input  audio_codes  int64 [batch, numQuantizers, frames]   codes in [0, codebookSize)
-//   output audio_values float [batch, 1, frames * hop]         hop = product of upsampling_ratios (640)
+// Decoder graph (`buildEncodecDecoder`): one graph for whole sequences and for a stream's windows.
+//   inputs audio_codes    int64 [batch, numQuantizers, frames]   codes in [0, codebookSize)
+//          context_frames int64 scalar   leading frames that only feed the first conv (0 for a whole sequence)
+//          state_at       int64 scalar   context_frames < state_at <= frames (frames for a whole sequence)
+//          lstm_h, lstm_c float [numLstmLayers, batch, H]   LSTM state at frame context_frames (zeros at a start)
+//   output audio_values   float [batch, 1, (frames - context_frames) * hop]   hop = product of ratios (640)
+//          lstm_h_at, lstm_c_at float [numLstmLayers, batch, H]   LSTM state before frame state_at
 //   (optional output quantized_embeddings float [batch, codebookDim, frames] with `exposeEmbeddings`)
-//   Residual-VQ decode = sum over quantizers q of `quantizer.layers.{q}.codebook.embed[code]`, then the
-//   SEANet decoder: conv(k7) -> LSTM block (lstm(x) + x) -> per upsampling ratio r: ELU ->
-//   ConvTranspose(kernel 2r, stride r, trimmed by r samples) -> residual unit(s) -> ELU -> conv(k7) -> 1 channel.
-//   Any frames >= 1 works: convolutions whose input can be shorter than their reflect padding use EnCodec's
-//   zero-append rule (see `encodecPad1d`). Every convolution is non-causal and the output depends on
-//   whole-sequence context (LSTM: all past frames; convolutions: a few frames of lookahead), so decoding a
-//   stream chunk by chunk is NOT the same as decoding the whole sequence: see the notes at the bottom.
-//
+//   H = 2^len(ratios) * numFilters. Residual-VQ decode = sum over quantizers q of
+//   `quantizer.layers.{q}.codebook.embed[code]`, then the SEANet decoder: conv(k7) -> frames
+//   [context_frames, frames) only -> LSTM block (lstm(x) + x, started from lstm_h/lstm_c) -> per upsampling
+//   ratio r: ELU -> ConvTranspose(kernel 2r, stride r, trimmed by r samples) -> residual unit(s) -> ELU ->
+//   conv(k7) -> 1 channel. Zero state, context 0 and state_at = frames is the plain whole-sequence decode;
+//   a stream carries the state from one window into the next (src/stream/codec-stream.ts, and the
+//   receptive fields at the bottom of this file). Any frames - context_frames >= 1 works: convolutions whose
+//   input can be shorter than their reflect padding use EnCodec's zero-append rule (see `encodecPad1d`).
 // Encoder graph (`buildEncodecEncoder`):
 //   input  input_values float [batch, 1, samples]   samples must be a positive multiple of hop: callers pad
 //   outputs embeddings  float [batch, codebookDim, frames]  (encoder output before quantisation)
@@ -38,13 +42,20 @@ import type { EncodecConfig } from '../config.ts';
 import { GraphBuilder, type Value } from '../onnx/graph-builder.ts';
 
 const PREFIX = 'audio_encoder';
+/** A Slice end past any length: "to the end". */
+const TO_END = Number.MAX_SAFE_INTEGER;
 
 export interface EncodecGraphOptions {
   /** Decoder only: also output `quantized_embeddings` [batch, codebookDim, frames] (for tests). */
   exposeEmbeddings?: boolean;
 }
 
-/** Codes [batch, numQuantizers, frames] -> audio [batch, 1, frames * hop]. Works for any frames >= 1. */
+/** Width of the decoder's LSTM (H of its state inputs and outputs). */
+export function encodecLstmSize(config: EncodecConfig): number {
+  return 2 ** config.upsamplingRatios.length * config.numFilters;
+}
+
+/** Codes [batch, numQuantizers, frames] and an LSTM state -> audio and the LSTM state at `state_at` (header). */
 export function buildEncodecDecoder(
   weights: Weights,
   config: EncodecConfig,
@@ -54,6 +65,12 @@ export function buildEncodecDecoder(
   checkQuantizers(weights, config, numQuantizers);
   const g = new GraphBuilder('encodec_decoder');
   const codes = g.input('audio_codes', 'int64', ['batch', numQuantizers, 'frames']);
+  const state: LstmState = {
+    contextFrames: g.input('context_frames', 'int64', []),
+    stateAt: g.input('state_at', 'int64', []),
+    h: g.input('lstm_h', 'float', [config.numLstmLayers, 'batch', encodecLstmSize(config)]),
+    c: g.input('lstm_c', 'float', [config.numLstmLayers, 'batch', encodecLstmSize(config)]),
+  };
 
   // Residual-VQ decode: sum of the chosen entries, in quantizer order like Hugging Face.
   let sum: Value | null = null;
@@ -82,7 +99,11 @@ export function buildEncodecDecoder(
     kernel: config.kernelSize,
     minLength: rate,
   });
-  x = lstmBlock(g, weights, config, x, `${layer(n++)}.lstm`, scaling * config.numFilters);
+  // The context frames' conv output is wrong (the left edge's padding) and their role is done: drop them.
+  const context = g.unsqueeze(state.contextFrames, [0]);
+  x = g.op('Slice', [x, context, g.ints([TO_END], 'end'), g.ints([2], 'axes')]);
+  const lstm = statefulLstmBlock(g, weights, config, x, `${layer(n++)}.lstm`, scaling * config.numFilters, state);
+  x = lstm.y;
   for (const r of ratios) {
     const dim = scaling * config.numFilters;
     x = elu(g, x);
@@ -102,6 +123,8 @@ export function buildEncodecDecoder(
     minLength: rate,
   });
   g.output(x, 'audio_values', 'float', ['batch', config.audioChannels, 'samples']);
+  g.output(lstm.h, 'lstm_h_at', 'float', [config.numLstmLayers, 'batch', encodecLstmSize(config)]);
+  g.output(lstm.c, 'lstm_c_at', 'float', [config.numLstmLayers, 'batch', encodecLstmSize(config)]);
   return g;
 }
 
@@ -322,27 +345,75 @@ function lstmBlock(g: GraphBuilder, weights: Weights, config: EncodecConfig, x: 
   const seq = g.transpose(x, [2, 0, 1]); // [T, batch, C]
   let h = seq;
   for (let l = 0; l < config.numLstmLayers; l++) {
-    const wIh = reorderGates(weights.get(`${prefix}.weight_ih_l${l}`, [4 * dim, dim]));
-    const wHh = reorderGates(weights.get(`${prefix}.weight_hh_l${l}`, [4 * dim, dim]));
-    const bIh = reorderGates(weights.get(`${prefix}.bias_ih_l${l}`, [4 * dim]));
-    const bHh = reorderGates(weights.get(`${prefix}.bias_hh_l${l}`, [4 * dim]));
-    const bias = new Float32Array(8 * dim);
-    bias.set(bIh, 0);
-    bias.set(bHh, 4 * dim);
-    const [y] = g.node(
-      'LSTM',
-      [
-        h,
-        g.weight(`${prefix}.W_l${l}`, wIh, [1, 4 * dim, dim]),
-        g.weight(`${prefix}.R_l${l}`, wHh, [1, 4 * dim, dim]),
-        g.weight(`${prefix}.B_l${l}`, bias, [1, 8 * dim]),
-      ],
-      { hidden_size: dim },
-      { outputs: 1, name: 'lstm' },
-    );
+    const p = lstmParams(g, weights, prefix, l, dim);
+    const [y] = g.node('LSTM', [h, p.W, p.R, p.B], { hidden_size: dim }, { outputs: 1, name: 'lstm' });
     h = g.squeeze(y!, [1]); // [T, 1, batch, H] -> [T, batch, H]
   }
   return g.transpose(g.add(h, seq), [1, 2, 0]);
+}
+
+interface LstmState {
+  /** int64 scalars: the window's context frames and the frame whose state is wanted (graph inputs). */
+  contextFrames: Value;
+  stateAt: Value;
+  /** [layers, batch, H] */
+  h: Value;
+  c: Value;
+}
+
+/**
+ * `lstmBlock` started from `state` and split, per layer, at `stateAt - contextFrames` into two LSTM nodes:
+ * ONNX LSTM returns only its final state, so the first node's final state is the state before `stateAt`
+ * and the second continues from it. An LSTM over 0 steps returns garbage in onnxruntime (Y_c is left
+ * uninitialised), so the second node gets one zero frame appended (its output dropped) and the first must
+ * be non-empty (stateAt > contextFrames). Returns the block's output and the states [layers, batch, H].
+ */
+function statefulLstmBlock(
+  g: GraphBuilder,
+  weights: Weights,
+  config: EncodecConfig,
+  x: Value,
+  prefix: string,
+  dim: number,
+  state: LstmState,
+): { y: Value; h: Value; c: Value } {
+  const seq = g.transpose(x, [2, 0, 1]); // [T, batch, C]
+  const split = g.unsqueeze(g.sub(state.stateAt, state.contextFrames), [0]); // [1]
+  const time = g.ints([0], 'axes');
+  const hs: Value[] = [];
+  const cs: Value[] = [];
+  let h = seq;
+  for (let l = 0; l < config.numLstmLayers; l++) {
+    const p = lstmParams(g, weights, prefix, l, dim);
+    const h0 = g.slice(state.h, [l], [l + 1], [0]); // [1, batch, H]
+    const c0 = g.slice(state.c, [l], [l + 1], [0]);
+    const head = g.op('Slice', [h, g.ints([0], 'start'), split, time]);
+    const rest = g.op('Pad', [g.op('Slice', [h, split, g.ints([TO_END], 'end'), time]), g.ints([0, 0, 0, 1, 0, 0], 'pads')]);
+    const [y1, h1, c1] = g.node('LSTM', [head, p.W, p.R, p.B, null, h0, c0], { hidden_size: dim }, { outputs: 3, name: 'lstm' });
+    const [y2] = g.node('LSTM', [rest, p.W, p.R, p.B, null, h1!, c1!], { hidden_size: dim }, { outputs: 1, name: 'lstm' });
+    const y2Real = g.op('Slice', [y2!, g.ints([0], 'start'), g.ints([-1], 'end'), time]);
+    h = g.squeeze(g.concat([y1!, y2Real], 0), [1]); // [T, 1, batch, H] -> [T, batch, H]
+    hs.push(h1!);
+    cs.push(c1!);
+  }
+  const stack = (v: Value[]) => (v.length === 1 ? v[0]! : g.concat(v, 0));
+  return { y: g.transpose(g.add(h, seq), [1, 2, 0]), h: stack(hs), c: stack(cs) };
+}
+
+/** Layer l's LSTM weights in ONNX layout (W, R [1, 4H, H], B [1, 8H]) from PyTorch's. */
+function lstmParams(g: GraphBuilder, weights: Weights, prefix: string, l: number, dim: number): { W: Value; R: Value; B: Value } {
+  const wIh = reorderGates(weights.get(`${prefix}.weight_ih_l${l}`, [4 * dim, dim]));
+  const wHh = reorderGates(weights.get(`${prefix}.weight_hh_l${l}`, [4 * dim, dim]));
+  const bIh = reorderGates(weights.get(`${prefix}.bias_ih_l${l}`, [4 * dim]));
+  const bHh = reorderGates(weights.get(`${prefix}.bias_hh_l${l}`, [4 * dim]));
+  const bias = new Float32Array(8 * dim);
+  bias.set(bIh, 0);
+  bias.set(bHh, 4 * dim);
+  return {
+    W: g.weight(`${prefix}.W_l${l}`, wIh, [1, 4 * dim, dim]),
+    R: g.weight(`${prefix}.R_l${l}`, wHh, [1, 4 * dim, dim]),
+    B: g.weight(`${prefix}.B_l${l}`, bias, [1, 8 * dim]),
+  };
 }
 
 /** Rows in PyTorch gate blocks (i, f, g, o) -> ONNX order (i, o, f, c). Works for weights and biases. */
@@ -372,16 +443,15 @@ export function weightNormed(weights: Weights, prefix: string, shape: [number, n
   return out;
 }
 
-// Notes for chunked (streaming) decoding, measured on the tiny fixture (scratch experiments; the first one
-// is also a test in test/encodec.test.ts):
-// * Lookahead: nothing is causal. Decoding frames [0, n) gives exactly the full-sequence audio up to sample
-//   (n - 4) * 640 + 158 (bit-identical on CPU); the last 2402 samples (3.75 frames) change once later frames
-//   are known (the first conv looks 3 frames ahead, the transposed convs / residual convs / final conv add
-//   the rest, and reflect padding at the chunk's right edge gives wrong values there, errors ~1 on the tiny
-//   model). Structurally: audio of frame t needs frames <= t + 3 for its first 158 samples, <= t + 4 after.
-// * Left context: the graph starts the LSTM from a zero state and reflect-pads the left edge, so the first
-//   ~4 frames of a chunk are wrong (errors ~1) and the rest converges as the LSTM forgets its start (tiny
-//   random model: ~1e-4 after ~20 frames; the real model's LSTM memory has to be measured). Exact chunking
-//   needs either long overlaps or a streaming variant that carries the LSTM state (h, c per layer) and the
-//   conv left context between calls: the LSTM may only advance over frames whose first-conv output is final
-//   (i.e. not the last 3 frames of what is known).
+// Receptive fields, for chunked (streaming) decoding (measured on the tiny fixture; test/encodec.test.ts
+// and test/codec-stream.test.ts check them):
+// * Ahead: decoding frames [0, n) gives exactly the full-sequence audio up to sample (n - 4) * 640 + 158;
+//   the first conv looks 3 frames ahead, the upsampling path (transposed convs, residual convs, final conv)
+//   a little under one frame more, and the right edge's reflect padding is wrong past that. So a window
+//   needs 4 frames of lookahead, and the LSTM may only advance over frames whose first-conv output is final
+//   (not the last 3 known).
+// * Behind: the first conv reaches 3 frames back, the upsampling path under one frame. With the LSTM state
+//   carried in (lstm_h, lstm_c), a window whose LSTM starts 1 frame before its first emitted frame, with 3
+//   frames (context_frames) before that for the first conv, gives the whole-sequence audio up to float
+//   rounding (src/stream/codec-stream.ts); with a zero
+//   state instead the LSTM would need ~20+ frames to forget its start (errors ~1e-4 on the tiny model).
