@@ -117,8 +117,12 @@ describe('riverrun serve configuration', () => {
         config: { temperature: 0.9 },
         channels: 1,
         icecast: undefined,
+        whenIdle: undefined,
+        idleAfterMs: undefined,
       },
     ]);
+    const idle = channelsFile([{ id: 'a', prompts: [{ text: 'a', weight: 1 }], whenIdle: 'run', idleAfterMs: 0 }]);
+    expect(parseServeArgs(['--channels', idle], {})!.channels[0]).toMatchObject({ whenIdle: 'run', idleAfterMs: 0 });
     const cases: [unknown, RegExp][] = [
       ['not json', /cannot read channels file/],
       [[], /non-empty JSON list/],
@@ -127,6 +131,10 @@ describe('riverrun serve configuration', () => {
       [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], config: { topP: 3 } }], /config\.topP/],
       [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], config: { seed: 1, warp: 9 } }], /warp/],
       [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], extra: 1 }], /unknown field "extra"/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], whenIdle: 'sleep' }], /whenIdle must be "pause" or "run", got "sleep"/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], idleAfterMs: -1 }], /idleAfterMs must be an integer number of ms/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], idleAfterMs: 1.5 }], /idleAfterMs must be an integer number of ms/],
+      [[{ id: 'a', prompts: [{ text: 'a', weight: 1 }], idleAfterMs: 1e12 }], /idleAfterMs must be an integer number of ms/],
       [
         [
           { id: 'a', prompts: [{ text: 'a', weight: 1 }] },

@@ -1,6 +1,9 @@
 // A radio channel: one engine stream, encoded once, heard by many listeners. The channel keeps the
 // packets that are generated but not yet due (the engine runs ahead of real time by its lead), so a
 // listener that joins late starts at once with the audio that is playing now, with a full buffer.
+// A channel nobody hears (no WebSocket or Ogg listener, no Icecast source pushing: every one of them
+// subscribes) goes idle after `idleAfterMs`, unless `whenIdle` is "run": its engine stream takes no
+// compute and its clock stands still, backlog included, so the next listener hears the continuation.
 
 import { PACKET_MS, SAMPLE_RATE } from '../protocol/constants.ts';
 import type { GenerationConfig, WeightedPrompt } from '../protocol/controls.ts';
@@ -18,7 +21,15 @@ export interface ChannelSpec {
   channels?: 1 | 2;
   /** Icecast source URL (http://source:PASSWORD@host:port/mount.ogg), optional. */
   icecast?: string;
+  /** Without listeners: pause the stream (the default) or keep generating. */
+  whenIdle?: WhenIdle;
+  /** How long a channel keeps generating after its last listener left, before it pauses (ms). */
+  idleAfterMs?: number;
 }
+
+export type WhenIdle = 'pause' | 'run';
+export const WHEN_IDLE: readonly WhenIdle[] = ['pause', 'run'];
+const DEFAULT_IDLE_AFTER_MS = 5000;
 
 export interface StreamStatus {
   leadMs: number;
@@ -36,6 +47,8 @@ export class StreamFeed implements PacketSource {
   private backlog: StampedPacket[] = [];
   /** wall time (ms) at which pts 0 is due, set by the first packet */
   private anchor: number | null = null;
+  /** wall time at which the feed's clock stopped (its channel went idle), else null */
+  private stoppedAt: number | null = null;
   lastApplied: AppliedEvent | null = null;
   status: StreamStatus = { leadMs: 0, rtf: 0, underruns: 0 };
 
@@ -77,7 +90,7 @@ export class StreamFeed implements PacketSource {
   publish(packets: StampedPacket[]): void {
     if (packets.length === 0) return;
     // Re-anchor when packets arrive after their due time: the stream was paused or ran dry.
-    const anchorOfFirst = this.now() - packets[0]!.pts / (SAMPLE_RATE / 1000);
+    const anchorOfFirst = this.clock() - packets[0]!.pts / (SAMPLE_RATE / 1000);
     if (this.anchor === null || anchorOfFirst > this.anchor + 100) this.anchor = anchorOfFirst;
     this.backlog.push(...packets);
     this.prune();
@@ -89,10 +102,30 @@ export class StreamFeed implements PacketSource {
     for (const l of this.appliedListeners) l(e);
   }
 
+  /**
+   * Stops the feed's clock: nothing in the backlog becomes due, so the next listener starts with the
+   * packet that was playing when it stopped and the lead that was buffered then.
+   */
+  protected stopClock(): void {
+    this.stoppedAt ??= this.now();
+  }
+
+  /** Starts the clock where it stood: the anchor moves by the time it stood still, so no packet is late. */
+  protected startClock(): void {
+    if (this.stoppedAt === null) return;
+    if (this.anchor !== null) this.anchor += this.now() - this.stoppedAt;
+    this.stoppedAt = null;
+  }
+
+  /** Wall time as the feed counts it (standing still while its clock is stopped). */
+  private clock(): number {
+    return this.stoppedAt ?? this.now();
+  }
+
   /** Drops backlog packets whose time has passed (keeping the one playing now). */
   private prune(): void {
     if (this.anchor === null) return;
-    const nowPts = (this.now() - this.anchor) * (SAMPLE_RATE / 1000);
+    const nowPts = (this.clock() - this.anchor) * (SAMPLE_RATE / 1000);
     let drop = 0;
     while (drop < this.backlog.length - 1 && this.backlog[drop + 1]!.pts <= nowPts) drop++;
     if (drop > 0) this.backlog = this.backlog.slice(drop);
@@ -100,6 +133,11 @@ export class StreamFeed implements PacketSource {
 }
 
 export class Channel extends StreamFeed {
+  /** Set once the stream exists; null again after close(). */
+  private engine: Engine | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  #idle = false;
+
   constructor(
     readonly spec: ChannelSpec,
     now?: () => number,
@@ -107,8 +145,55 @@ export class Channel extends StreamFeed {
     super(spec.id, spec.channels ?? 2, now);
   }
 
+  /** True while the stream is paused for want of listeners. */
+  get idle(): boolean {
+    return this.#idle;
+  }
+
   async start(engine: Engine): Promise<void> {
     await engine.createStream(this.streamId, { prompts: this.spec.prompts, config: this.spec.config, channels: this.format.channels });
+    this.engine = engine;
+    this.listenersChanged();
+  }
+
+  /** Forgets the engine and the idle timer (the server is stopping). */
+  close(): void {
+    this.engine = null;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  override subscribe(listener: (packets: StampedPacket[]) => void): () => void {
+    const unsubscribe = super.subscribe(listener);
+    this.listenersChanged();
+    return () => {
+      unsubscribe();
+      this.listenersChanged();
+    };
+  }
+
+  /** The first listener wakes an idle channel at once; idleAfterMs after the last one left, it goes idle. */
+  private listenersChanged(): void {
+    if (!this.engine || this.spec.whenIdle === 'run') return;
+    if (this.listenerCount > 0) {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+      if (this.#idle) this.setIdle(false);
+    } else if (!this.#idle && !this.idleTimer) {
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = null;
+        this.setIdle(true);
+      }, this.spec.idleAfterMs ?? DEFAULT_IDLE_AFTER_MS);
+      this.idleTimer.unref();
+    }
+  }
+
+  private setIdle(idle: boolean): void {
+    this.#idle = idle;
+    if (idle) this.stopClock();
+    else this.startClock();
+    // Fails only once the engine has stopped, when there is nothing left to pause.
+    this.engine?.setIdle(this.streamId, idle).catch(() => {});
   }
 
   /** Engine stream id of the channel. */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Precision } from '../models/graphs/linear.ts';
 import type { Device } from '../models/model-bundle.ts';
 import { CHANNEL_ID_PATTERN, DEFAULT_PROTOCOL_LIMITS } from '../protocol/limits.ts';
-import type { ChannelSpec } from './channel.ts';
+import { type ChannelSpec, WHEN_IDLE, type WhenIdle } from './channel.ts';
 import { parseStreamControls } from './message-validation.ts';
 
 export type Role = 'listener' | 'session' | 'operator';
@@ -102,7 +102,9 @@ export const DEFAULT_CHANNELS: ChannelSpec[] = [
   { id: 'radio', name: 'Riverrun Radio', prompts: [{ text: 'calm ambient piano with soft pads', weight: 1 }] },
 ];
 
-const CHANNEL_FIELDS = ['id', 'name', 'prompts', 'config', 'channels', 'icecast'];
+const CHANNEL_FIELDS = ['id', 'name', 'prompts', 'config', 'channels', 'icecast', 'whenIdle', 'idleAfterMs'];
+/** Longest idleAfterMs: a day (and well inside what a timer can wait). */
+const MAX_IDLE_AFTER_MS = 86_400_000;
 
 /** Reads and checks a channels file; errors name the file and the channel at fault. */
 export function loadChannels(path: string): ChannelSpec[] {
@@ -134,6 +136,14 @@ export function loadChannels(path: string): ChannelSpec[] {
     }
     if (c.channels !== undefined && c.channels !== 1 && c.channels !== 2) fail(`${where}: channels must be 1 or 2`);
     if (c.icecast !== undefined && typeof c.icecast !== 'string') fail(`${where}: icecast must be a URL string`);
+    if (c.whenIdle !== undefined && !WHEN_IDLE.includes(c.whenIdle as WhenIdle))
+      fail(`${where}: whenIdle must be ${WHEN_IDLE.map((w) => JSON.stringify(w)).join(' or ')}, got ${JSON.stringify(c.whenIdle)}`);
+    const idleAfter = c.idleAfterMs;
+    if (
+      idleAfter !== undefined &&
+      !(Number.isInteger(idleAfter) && (idleAfter as number) >= 0 && (idleAfter as number) <= MAX_IDLE_AFTER_MS)
+    )
+      fail(`${where}: idleAfterMs must be an integer number of ms in [0, ${MAX_IDLE_AFTER_MS}], got ${JSON.stringify(idleAfter)}`);
     return {
       id: id as string,
       name: typeof c.name === 'string' ? c.name : (id as string),
@@ -141,6 +151,8 @@ export function loadChannels(path: string): ChannelSpec[] {
       config: controls.config,
       channels: c.channels as 1 | 2 | undefined,
       icecast: c.icecast as string | undefined,
+      whenIdle: c.whenIdle as WhenIdle | undefined,
+      idleAfterMs: idleAfter as number | undefined,
     };
   });
 }

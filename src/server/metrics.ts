@@ -1,6 +1,6 @@
 // Prometheus metrics (prom-client): the process defaults plus what an operator of a real-time audio
 // service watches: throughput, batch size, step latency, real-time factor, lead, underruns, streams,
-// listeners, bytes sent, errors by code.
+// listeners, idle channels, bytes sent, errors by code.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { AdmissionStats } from './admission.ts';
 
@@ -87,6 +87,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private channelStates: (() => { id: string; idle: boolean }[]) | null = null;
+  readonly channelIdle = new Gauge({
+    name: 'riverrun_channel_idle',
+    help: 'Channels paused for want of listeners (whenIdle: pause): 1 while paused, per channel',
+    labelNames: ['channel'],
+    registers: [this.registry],
+    collect: () => {
+      for (const c of this.channelStates?.() ?? []) this.channelIdle.set({ channel: c.id }, c.idle ? 1 : 0);
+    },
+  });
+
   private admissionStats: (() => AdmissionStats) | null = null;
   readonly connections = new Gauge({
     name: 'riverrun_connections',
@@ -115,6 +126,11 @@ export class Metrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+
+  /** Where the channel gauge reads its values, at each scrape. */
+  trackChannels(states: () => { id: string; idle: boolean }[]): void {
+    this.channelStates = states;
+  }
 
   /** Where the connection gauges read their values, at each scrape. */
   trackAdmission(stats: () => AdmissionStats): void {

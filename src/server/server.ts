@@ -172,6 +172,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     }
   }
   metrics.streams.set({ kind: 'channel' }, channels.size);
+  metrics.trackChannels(() => [...channels.values()].map((c) => ({ id: c.spec.id, idle: c.idle })));
 
   // Stream status once a second for every feed: one engine round trip per stream, not per listener.
   const statusTimer = setInterval(() => {
@@ -223,6 +224,8 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         id: c.spec.id,
         name: c.spec.name,
         listeners: c.listenerCount,
+        whenIdle: c.spec.whenIdle ?? 'pause',
+        idle: c.idle,
         ogg: `/v1/channels/${c.spec.id}.ogg`,
       }));
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ channels: list, model: engine.model }));
@@ -316,6 +319,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       closing ??= (async () => {
         ctx.shuttingDown = true;
         clearInterval(statusTimer);
+        for (const c of channels.values()) c.close();
         const httpClosed = new Promise<void>((r) => http.close(() => r()));
         for (const c of connections) c.close(new ProtocolError('shutting_down'));
         await oggStreams.endAll();
