@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelBundle } from '../src/models/model-bundle.ts';
 import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import type { WeightedPrompt } from '../src/protocol/controls.ts';
-import { type AppliedEvent, EngineCore, type StampedPacket } from '../src/stream/engine-core.ts';
+import { type AppliedEvent, EngineCore, type StampedPacket, type StepReport } from '../src/stream/engine-core.ts';
 import { defaultEngineOptions, type EngineOptions } from '../src/stream/engine-options.ts';
 import { PromptMix, weightOf } from '../src/stream/prompt-mix.ts';
 import { RowPool } from '../src/stream/row-pool.ts';
@@ -64,13 +64,15 @@ function makeCore(options: Partial<EngineOptions> = {}): Recorder {
   return { core, codes, packets, applied, clock };
 }
 
-/** Steps every stream `n` times, letting prompt encodings resolve between steps. */
-async function run(r: Recorder, n: number, before?: (step: number) => void | Promise<void>): Promise<void> {
+/** Steps every stream `n` times, letting prompt encodings resolve between steps. Returns the step reports. */
+async function run(r: Recorder, n: number, before?: (step: number) => void | Promise<void>): Promise<StepReport[]> {
+  const reports: StepReport[] = [];
   for (let i = 0; i < n; i++) {
     await before?.(i);
     await flushMicrotasks();
-    await r.core.step(true);
+    reports.push(await r.core.step(true));
   }
+  return reports;
 }
 
 async function flushMicrotasks(): Promise<void> {
@@ -102,22 +104,26 @@ describe('determinism', () => {
 });
 
 describe('steering', () => {
-  it('a prompt change takes effect at the next step, keeps the history, and stamps later audio', async () => {
-    const r = makeCore();
+  it('a prompt change takes effect once its row has seen the history, built over steps while the stream goes on; it keeps the history and stamps later audio', async () => {
+    const r = makeCore({ prefillTokensPerStep: 16 });
     const ref = makeCore();
     for (const x of [r, ref]) await x.core.createStream('s', { prompts: piano, config: { seed: 3 }, tapCodes: true });
     await text.encode('fast drums');
     await run(ref, 100);
-    await run(r, 100, (i) => {
+    const reports = await run(r, 100, (i) => {
       if (i === 50) r.core.setPrompts('s', drums, 0);
     });
+    // The drums row runs the 50-position history 16 tokens per step (16, 32, 48, then the last 5 while the
+    // stream has gone on 3 steps); the change applies at the step after, at position 54.
+    expect(reports.map((x) => x.prefillTokens).slice(49, 56)).toEqual([0, 16, 16, 16, 5, 0, 0]);
+    expect(reports.every((x) => x.streams === 1)).toBe(true);
     const events = r.applied.get('s')!.filter((e) => e.control > 0);
     expect(r.applied.get('s')![0]).toMatchObject({ control: 0, prompts: piano, pts: 0 });
     expect(events).toHaveLength(1);
     expect(events[0]!.control).toBe(1);
     expect(events[0]!.prompts).toEqual(drums);
     // Tokens before the change are those of the unsteered run; after it they differ.
-    const before = (x: Recorder) => x.codes.get('s')!.filter((f) => f[0]! < 47);
+    const before = (x: Recorder) => x.codes.get('s')!.filter((f) => f[0]! < 51);
     expect(before(r)).toEqual(before(ref));
     expect(r.codes.get('s')!.slice(-20)).not.toEqual(ref.codes.get('s')!.slice(-20));
     // The stream went on from its history: the steered run's position was never reset (no re-prime).
@@ -335,13 +341,19 @@ describe('idle streams', () => {
 });
 
 describe('endless generation', () => {
-  it('re-primes past the window several times with a continuous frame timeline', async () => {
-    const r = makeCore({ windowFrames: 48, keepFrames: 20 });
+  it('re-primes past the window several times with a continuous frame timeline, each re-prime spread over steps', async () => {
+    const r = makeCore({ windowFrames: 48, keepFrames: 20, prefillTokensPerStep: 16 });
     await r.core.createStream('s', { prompts: piano, config: { seed: 4 }, tapCodes: true });
-    await run(r, 200);
+    const reports = await run(r, 200);
+    // A re-prime runs the kept 20 positions through both rows, 8 per row and step: 2 steps without sampling.
+    const reprimes = reports.filter((x) => x.prefillTokens > 0 && x.streams === 0).length / 2;
+    expect(reprimes).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...reports.map((x) => x.prefillTokens))).toBe(16);
+    const sampled = reports.filter((x) => x.streams === 1).length;
     const frames = r.codes.get('s')!.map((f) => f[0]);
     expect(frames).toEqual(Array.from({ length: frames.length }, (_, i) => i));
-    expect(frames.length).toBeGreaterThan(190);
+    // Every sampled column completes a frame once the first K - 1 have passed.
+    expect(frames.length).toBe(sampled - 3);
     const pts = r.packets.get('s')!.map((p) => p.pts);
     expect(pts).toEqual(pts.map((_, i) => i * 960));
   });
@@ -386,9 +398,17 @@ describe('audio prompts', () => {
     expect(clip.length).toBe(19200);
     const expected = await model.encodeAudio(clip, 1);
 
-    const r = makeCore();
+    const r = makeCore({ prefillTokensPerStep: 16 });
     await r.core.createStream('s', { prompts: piano, config: { seed: 8 }, tapCodes: true, audioPrompt: clip });
-    await run(r, 20);
+    const reports = await run(r, 20);
+    // The clip's 30 positions go through both rows, 8 per row and step; the fourth step also samples.
+    expect(reports.map((x) => [x.prefillTokens, x.streams]).slice(0, 5)).toEqual([
+      [16, 0],
+      [16, 0],
+      [16, 0],
+      [12, 1],
+      [0, 1],
+    ]);
     const codes = r.codes.get('s')!;
     // All 30 clip frames, in order, with the clip's codes, then the continuation.
     const frames = 30;
@@ -396,7 +416,7 @@ describe('audio prompts', () => {
       Array.from({ length: frames }, (_, t) => [0, 1, 2, 3].map((k) => Number(expected[k * frames + t]))),
     );
     expect(codes.map((f) => f[0])).toEqual(Array.from({ length: codes.length }, (_, i) => i));
-    // 20 steps complete 20 frames: the clip's last 3 (their late codebooks are forced), then 17 new ones.
-    expect(codes.length).toBe(frames + 20 - 3);
+    // 17 sampled steps complete 17 frames: the clip's last 3 (their late codebooks are forced), then 14 new ones.
+    expect(codes.length).toBe(frames + 17 - 3);
   });
 });

@@ -55,6 +55,11 @@ export class KvWindow {
     return this.#lengths[row]!;
   }
 
+  /** Rows [start, start + rows) hold nothing valid any more (their sequence restarted). */
+  forget(start: number, rows: number): void {
+    this.#lengths.fill(0, start, start + rows);
+  }
+
   /**
    * Makes room for writes up to position `positions` (exclusive) in any row: the stride becomes the longest
    * row or `positions`, whichever is more, rounded up to the stride step (at most the window).

@@ -1,5 +1,6 @@
 // The batched decoder run of a step: one new column for every picked stream, all of their rows in one
-// contiguous range of the pool, then the new keys and values written back into the rows' windows.
+// contiguous range of the pool, then the new keys and values written back into the windows of the rows
+// that have seen the whole history.
 import type { ModelBundle } from '../models/model-bundle.ts';
 import type { BatchLayout, RowSpan } from './batch-layout.ts';
 import type { RowPool } from './row-pool.ts';
@@ -41,7 +42,8 @@ export async function decodeStep(setup: DecoderSetup, batch: BatchLayout, select
       for (let k = 0; k < K; k++) ids[r * K + k] = BigInt(input[k]!);
       positions[r] = BigInt(p);
       pastLength[r] = BigInt(p);
-      writeAt[r] = p;
+      // A row still being built (a prompt being prepared) is run but keeps nothing: its window is behind.
+      writeAt[r] = batch.pool.kv.length(first + r) === p ? p : -1;
     }
   }
   batch.pool.kv.reserve(Math.max(...writeAt) + 1);

@@ -18,7 +18,7 @@ import { guideAndSample } from './guidance.ts';
 import { type OpusPacket, OpusPacketizer } from './opus-packetizer.ts';
 import { packetize } from './packetize.ts';
 import { PendingControl } from './pending-control.ts';
-import { primeStream } from './prefill.ts';
+import { catchUp, layoutReady } from './prefill.ts';
 import { Resampler } from './resampler.ts';
 import { fitEncoding, type PoolShape, type PromptEncoding, type RowPool } from './row-pool.ts';
 import { dueStreams, msUntilDue, pickBatch } from './scheduler.ts';
@@ -62,6 +62,8 @@ export interface TextEncoderService {
 export interface StepReport {
   streams: number;
   rows: number;
+  /** Row-tokens of history run through rows that had not seen it (prefill.ts). */
+  prefillTokens: number;
   /** ms inside decoder runs and codec runs (onnxruntime), and in the whole step */
   decoderMs: number;
   codecMs: number;
@@ -229,16 +231,27 @@ export class EngineCore {
     const started = performance.now();
     const now = this.options.now();
     for (const s of this.streams) {
-      if (applyControls(s, this.sink, this.timing)) this.batch.markDirty();
+      const rowReady = (text: string): boolean => {
+        const row = this.batch.promptRow(s, text);
+        return row !== undefined && this.pool.kv.length(row) === s.history.position;
+      };
+      if (applyControls(s, this.sink, this.timing, rowReady)) this.batch.markDirty();
       s.catchUpUnderrun(now);
     }
     const due = dueStreams(this.streams, now, this.options.leadTargetMs, force);
     if (this.batch.dirty) this.batch.relayout(this.streams);
-    // Prefills (audio prompts, re-primes, prompts added mid-stream) run per stream before the batched step.
+    const picked = pickBatch(due, this.options.maxBatchRows);
+    // Rows behind their history (audio prompt, re-prime, reset, a prompt coming in) catch up a bounded
+    // number of tokens per step; a stream samples once every row of its layout has.
     let decoderMs = 0;
-    for (const s of due) decoderMs += await primeStream(this.setup, this.batch, s, this.options.keepFrames);
-    const selected = pickBatch(due, this.options.maxBatchRows);
-    if (selected.length === 0) return { streams: 0, rows: 0, decoderMs, codecMs: 0, totalMs: performance.now() - started };
+    let prefillTokens = 0;
+    for (const s of picked) {
+      const c = await catchUp(this.setup, this.batch, s, this.options.keepFrames, this.options.prefillTokensPerStep);
+      decoderMs += c.ms;
+      prefillTokens += c.tokens;
+    }
+    const selected = picked.filter((s) => layoutReady(this.batch, s));
+    if (selected.length === 0) return { streams: 0, rows: 0, prefillTokens, decoderMs, codecMs: 0, totalMs: performance.now() - started };
 
     const step = await decodeStep(this.setup, this.batch, selected);
     decoderMs += step.ms;
@@ -253,7 +266,7 @@ export class EngineCore {
     }
     let codecMs = 0;
     for (const s of selected) codecMs += await packetize(s, this.timing, this.sink, this.options.now);
-    return { streams: selected.length, rows: step.rows, decoderMs, codecMs, totalMs: performance.now() - started };
+    return { streams: selected.length, rows: step.rows, prefillTokens, decoderMs, codecMs, totalMs: performance.now() - started };
   }
 
   /** The row pool as laid out now. */

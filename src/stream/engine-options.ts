@@ -11,6 +11,13 @@ export interface EngineOptions {
   keepFrames: number;
   /** Most decoder rows in one run. */
   maxBatchRows: number;
+  /**
+   * Row-tokens of history a stream may run per step through rows that have not seen it (after an audio
+   * prompt, a re-prime or a reset, and for a prompt coming in mid-stream): bounds what such a step costs
+   * beyond an ordinary one. The default 4 keeps a step with a catch-up run near 2x an ordinary one for
+   * the demo model and musicgen-small q4 on 2 CPU cores (docs/benchmarks.md); see prefill.ts.
+   */
+  prefillTokensPerStep: number;
   /** Text tokens per prompt row (longer prompts are cut). */
   maxTextTokens: number;
   /** Chunking of the codec decode (see codec-stream.ts). */
@@ -32,6 +39,7 @@ export function defaultEngineOptions(model: ModelBundle): EngineOptions {
     windowFrames: window,
     keepFrames: keepFramesFor(window),
     maxBatchRows: 64,
+    prefillTokensPerStep: 4,
     maxTextTokens: 64,
     codec: DEFAULT_CODEC_STREAM,
     bitrate: 64000,

@@ -1,49 +1,83 @@
-// Runs a stream's history through rows that have not seen it, before the batched step: every row after
-// an audio prompt or a re-prime, the row of a prompt added mid-stream otherwise.
+// Builds rows that have not seen their stream's whole history: every row after an audio prompt, a
+// re-prime or a reset, the row of a prompt that a control brings in mid-stream. The work is spread over
+// steps: each step a stream may run at most `tokensPerStep` row-tokens of its history through such rows
+// (decoder runs of T > 1 tokens from the position each row has reached), so no step of any stream costs
+// much more than an ordinary one. A row has seen the history when its window holds as many positions as
+// the history has; the stream samples only when every row of its layout has (see EngineCore.step).
 import type { BatchLayout } from './batch-layout.ts';
 import type { DecoderSetup } from './decode-step.ts';
 import type { Stream } from './stream.ts';
 
-/**
- * Re-primes a stream whose history fills the window (keeping `keepFrames`), then prefills the rows that
- * need it. Returns ms spent in decoder runs.
- */
-export async function primeStream(setup: DecoderSetup, batch: BatchLayout, s: Stream, keepFrames: number): Promise<number> {
-  s.reprimeIfFull(setup.window, keepFrames);
-  let ms = 0;
-  if (s.prefillDue) {
-    ms += await prefillRows(setup, batch, s, 0, s.rows); // every row, new prompts' included
-  } else {
-    for (const text of s.unprimedPrompts) {
-      const i = s.mix.prompts.findIndex((p) => p.text === text);
-      if (i >= 0) ms += await prefillRows(setup, batch, s, s.layout.cond(i), 1);
-    }
-  }
-  s.primed();
-  return ms;
+/** What a stream's catch-up did this step. */
+export interface CatchUp {
+  /** Row-tokens run. */
+  tokens: number;
+  /** ms in decoder runs. */
+  ms: number;
 }
 
-/** Runs the history's prefix through rows [row, row + R) of the stream, from position 0. Returns ms spent. */
-async function prefillRows(setup: DecoderSetup, batch: BatchLayout, s: Stream, row: number, R: number): Promise<number> {
-  const prefix = s.history.prefix();
-  const T = prefix.length;
-  if (T === 0) return 0;
+/**
+ * Re-primes the stream if its history fills the window (keeping `keepFrames`), forgets rows of an older
+ * sequence, then runs up to `tokensPerStep` row-tokens of the history through the rows behind it: the
+ * first rows behind, in groups that have reached the same position (one decoder run per group).
+ */
+export async function catchUp(
+  setup: DecoderSetup,
+  batch: BatchLayout,
+  s: Stream,
+  keepFrames: number,
+  tokensPerStep: number,
+): Promise<CatchUp> {
+  s.reprimeIfFull(setup.window, keepFrames);
+  const kv = batch.pool.kv;
+  const first = batch.firstRow(s);
+  if (s.takeStaleRows()) kv.forget(first, s.rows);
+  const end = s.history.position;
+  const done: CatchUp = { tokens: 0, ms: 0 };
+  let r = 0;
+  while (r < s.rows && done.tokens < tokensPerStep) {
+    const at = kv.length(first + r);
+    if (at > end) throw new Error(`stream ${s.id}: row ${r} holds ${at} positions, its history ${end} (internal)`);
+    if (at === end) {
+      r++;
+      continue;
+    }
+    let n = 1;
+    while (r + n < s.rows && kv.length(first + r + n) === at) n++;
+    const T = Math.min(end - at, Math.max(1, Math.floor((tokensPerStep - done.tokens) / n)));
+    done.ms += await runRows(setup, batch, s, r, n, at, T);
+    done.tokens += n * T;
+    r += n;
+  }
+  return done;
+}
+
+/** Whether every row of the stream's layout has seen the whole history (the stream can sample). */
+export function layoutReady(batch: BatchLayout, s: Stream): boolean {
+  const first = batch.firstRow(s);
+  for (let r = 0; r < s.layout.rows; r++) if (batch.pool.kv.length(first + r) !== s.history.position) return false;
+  return true;
+}
+
+/** Runs history positions [at, at + T) through rows [row, row + R) of the stream. Returns ms spent. */
+async function runRows(setup: DecoderSetup, batch: BatchLayout, s: Stream, row: number, R: number, at: number, T: number): Promise<number> {
+  const columns = s.history.prefix().slice(at, at + T);
   const K = s.history.codebooks;
   const start = batch.firstRow(s) + row;
   const ids = new BigInt64Array(R * K * T);
-  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(r * K + k) * T + t] = BigInt(prefix[t]![k]!);
-  const positions = BigInt64Array.from({ length: R * T }, (_, i) => BigInt(i % T));
-  batch.pool.kv.reserve(T);
+  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) for (let t = 0; t < T; t++) ids[(r * K + k) * T + t] = BigInt(columns[t]![k]!);
+  const positions = BigInt64Array.from({ length: R * T }, (_, i) => BigInt(at + (i % T)));
+  batch.pool.kv.reserve(at + T);
   const t0 = performance.now();
   const out = await setup.model.decode({
     rows: R,
     tokens: T,
     ids,
     positions,
-    pastLength: new BigInt64Array(R),
+    pastLength: new BigInt64Array(R).fill(BigInt(at)),
     textTokens: setup.textTokens,
     ...batch.pool.views(start, R),
   });
-  batch.pool.kv.write(out.newKv, start, R, T, new Array<number>(R).fill(0));
+  batch.pool.kv.write(out.newKv, start, R, T, new Array<number>(R).fill(at));
   return performance.now() - t0;
 }

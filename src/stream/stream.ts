@@ -55,11 +55,12 @@ export class Stream {
   #pending: PendingControl[] = [];
   /** Set when the stream must restart from an empty history at its next step (reset_context, stop). */
   #resetPending = false;
-  /** Set when the history has a prefix the decoder has not seen (audio prompt, re-prime). */
-  #needsPrefill = false;
-  /** Prompts added mid-stream whose rows have not seen the history yet (their windows are built from it
-   * under their own text before the stream's next step). */
-  readonly #unprimed = new Set<string>();
+  /** Set when the rows' windows belong to an older sequence (audio prompt, re-prime, reset): the engine
+   * forgets them, and they are built again from the history before the stream steps. */
+  #staleRows = false;
+  /** The texts of the next control's new prompts, whose rows are being built from the history (after the
+   * unconditional row) while the stream goes on with its current prompts; the control applies once they are. */
+  #preparing: { text: string; encoding: PromptEncoding }[] = [];
   /** Absolute index of the next frame to complete: where the audio timeline continues after a reset. */
   #nextFrame = 0;
   readonly #clock = new LeadClock();
@@ -134,9 +135,14 @@ export class Stream {
     return this.#layout;
   }
 
-  /** Rows in the decoder. */
+  /** Rows in the decoder: the layout's, then one per prompt being prepared. */
   get rows(): number {
-    return this.#layout.rows;
+    return this.#layout.rows + this.#preparing.length;
+  }
+
+  /** Prompts whose rows are being built for the next control, in row order after the layout's rows. */
+  get preparing(): readonly { text: string; encoding: PromptEncoding }[] {
+    return this.#preparing;
   }
 
   /** True until the first packet after a start has gone out. */
@@ -146,17 +152,14 @@ export class Stream {
 
   /** True when the next step has work before its decoder run or has no lead to wait for. */
   get wantsStepNow(): boolean {
-    return !this.#clock.anchored || this.#needsPrefill || this.#resetPending;
+    return !this.#clock.anchored || this.#staleRows || this.#resetPending;
   }
 
-  /** True when every row must be run through the history's prefix before the next step. */
-  get prefillDue(): boolean {
-    return this.#needsPrefill;
-  }
-
-  /** Prompts whose rows must be run through the history's prefix before the next step. */
-  get unprimedPrompts(): ReadonlySet<string> {
-    return this.#unprimed;
+  /** True once: the rows' windows must be forgotten (and built again from the history). */
+  takeStaleRows(): boolean {
+    const stale = this.#staleRows;
+    this.#staleRows = false;
+    return stale;
   }
 
   /** Audio buffered ahead of the listener, in ms (negative: the listener ran dry). */
@@ -224,14 +227,31 @@ export class Stream {
     this.#pending = this.#pending.filter((p) => p !== c);
   }
 
-  /** The oldest queued control if its prompts are encoded (it leaves the queue), else undefined. */
-  takeReadyControl(): PendingControl | undefined {
-    return this.#pending.length > 0 && this.#pending[0]!.ready ? this.#pending.shift() : undefined;
+  /** The oldest queued control if its prompts are encoded, else undefined. It stays queued until applied. */
+  nextReadyControl(): PendingControl | undefined {
+    return this.#pending.length > 0 && this.#pending[0]!.ready ? this.#pending[0] : undefined;
   }
 
-  /** Makes a control take effect (prompts ramp over `transitionFrames`); true when the rows changed. */
+  /** Texts of a control's prompts that have no row in the layout yet. */
+  newTexts(c: PendingControl): string[] {
+    const have = new Set(this.#mix.prompts.map((p) => p.text));
+    return (c.prompts ?? []).map((p) => p.text).filter((t) => !have.has(t));
+  }
+
+  /** Rows for the control's new prompts are to be built; true when that changes the rows. */
+  prepare(c: PendingControl): boolean {
+    const texts = this.newTexts(c);
+    if (texts.join('\0') === this.#preparing.map((p) => p.text).join('\0')) return false;
+    this.#preparing = texts.map((text) => ({ text, encoding: c.encoding(text) }));
+    return true;
+  }
+
+  /** Makes the oldest queued control take effect (prompts ramp over `transitionFrames`); true when the rows changed. */
   applyControl(c: PendingControl, transitionFrames: number): boolean {
-    let rowsChanged = false;
+    if (this.#pending[0] !== c) throw new Error(`stream ${this.id}: controls apply in order (internal)`);
+    this.#pending.shift();
+    let rowsChanged = this.#preparing.length > 0;
+    this.#preparing = [];
     if (c.prompts) {
       this.#prompts = c.prompts;
       const before = this.#mix.prompts.map((p) => p.text).join('\0');
@@ -240,7 +260,7 @@ export class Stream {
         transitionFrames,
         transitionFrames === 0,
       );
-      rowsChanged = this.#mix.prompts.map((p) => p.text).join('\0') !== before;
+      if (this.#mix.prompts.map((p) => p.text).join('\0') !== before) rowsChanged = true;
       this.#relayoutRows();
     }
     if (c.config) {
@@ -256,7 +276,7 @@ export class Stream {
     if (!this.#resetPending || this.#state !== 'playing') return false;
     this.#resetPending = false;
     this.#history = new TokenHistory(this.#codebooks, this.#pad, this.#nextFrame);
-    this.#unprimed.clear();
+    this.#staleRows = true;
     this.codec.reset();
     return true;
   }
@@ -266,26 +286,15 @@ export class Stream {
   /** Starts the history from an audio prompt's codes [frame][k]; returns the frames complete in it. */
   startFromAudio(frames: number[][]): CompletedFrame[] {
     const complete = this.#history.startFrom(frames);
-    this.#needsPrefill = true;
+    this.#staleRows = true;
     return complete;
   }
 
-  /** When the history fills the window: keeps its last `keep` frames and asks for a prefill. */
+  /** When the history fills the window: keeps its last `keep` frames; the rows are built again from them. */
   reprimeIfFull(window: number, keep: number): void {
     if (this.#history.position < window) return;
     this.#history.reprime(keep);
-    this.#needsPrefill = true;
-  }
-
-  /** A prompt added mid-stream: its new row has not seen the history. */
-  markUnprimed(text: string): void {
-    this.#unprimed.add(text);
-  }
-
-  /** Every row has seen the history's prefix. */
-  primed(): void {
-    this.#needsPrefill = false;
-    this.#unprimed.clear();
+    this.#staleRows = true;
   }
 
   /** Appends a sampled column (the array is kept); returns the frame it completed, if any. */
