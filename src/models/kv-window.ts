@@ -14,7 +14,7 @@
  * reads average STRIDE_STEP / 2 slots per step; 2 F / step + step / 2 is smallest near 2 sqrt(F): 32 for
  * windows of a few hundred positions.
  */
-export const STRIDE_STEP = 32;
+const STRIDE_STEP = 32;
 
 export class KvWindow {
   readonly keys: Float32Array[];
