@@ -278,6 +278,34 @@ describe('playback', () => {
     expect(r.core.status('s').underruns).toBe(0);
   });
 
+  it('rows are built while a stream is ahead of its lead, in steps that sample nothing, within one budget for the engine', async () => {
+    const r = makeCore({ leadTargetMs: 500, prefillTokensPerStep: 8 });
+    for (const id of ['a', 'b']) await r.core.createStream(id, { prompts: piano, config: { seed: 1 }, tapCodes: true });
+    for (let i = 0; i < 200 && Math.min(r.core.status('a').leadMs, r.core.status('b').leadMs) < 500; i++) await r.core.step();
+    expect(r.core.idleMs()).toBeGreaterThan(0);
+    await text.encode('fast drums');
+    r.core.setPrompts('a', drums, 0);
+    r.core.setPrompts('b', drums, 0);
+    await flushMicrotasks();
+    // Both have new rows to build: the engine wants a step now although neither stream is due.
+    expect(r.core.idleMs()).toBe(0);
+    const reports: StepReport[] = [];
+    for (let i = 0; i < 100 && r.core.idleMs() === 0; i++) reports.push(await r.core.step());
+    // Every step but the last built rows (8 row-tokens shared by both streams); the last applied the
+    // changes; none sampled (the clock stood still).
+    expect(reports.length).toBeGreaterThan(2);
+    expect(reports.slice(0, -1).every((x) => x.prefillTokens > 0 && x.prefillTokens <= 8)).toBe(true);
+    expect(reports.at(-1)!.prefillTokens).toBe(0);
+    expect(reports.every((x) => x.streams === 0)).toBe(true);
+    // Each new row ran its stream's whole history (complete frames + the 3 of the delay pattern), once.
+    const history = (id: string) => r.codes.get(id)!.length + 3;
+    expect(reports.reduce((n, x) => n + x.prefillTokens, 0)).toBe(history('a') + history('b'));
+    // Built: the changes have applied (the last step had nothing to build) and the streams wait for their lead.
+    expect(r.applied.get('a')!.map((e) => e.control)).toEqual([0, 1]);
+    expect(r.applied.get('b')!.map((e) => e.control)).toEqual([0, 1]);
+    expect(r.core.idleMs()).toBeGreaterThan(0);
+  });
+
   it('lead: a stream ahead of its target takes no compute, and an underrun is counted', async () => {
     const r = makeCore({ leadTargetMs: 500 });
     await r.core.createStream('s', { prompts: piano });

@@ -18,7 +18,7 @@ import { guideAndSample } from './guidance.ts';
 import { type OpusPacket, OpusPacketizer } from './opus-packetizer.ts';
 import { packetize } from './packetize.ts';
 import { PendingControl } from './pending-control.ts';
-import { catchUp, layoutReady } from './prefill.ts';
+import { catchUp, layoutReady, rowsBehind } from './prefill.ts';
 import { Resampler } from './resampler.ts';
 import { fitEncoding, type PoolShape, type PromptEncoding, type RowPool } from './row-pool.ts';
 import { dueStreams, msUntilDue, pickBatch } from './scheduler.ts';
@@ -94,6 +94,8 @@ export class EngineCore {
       throw new RangeError(`windowFrames ${options.windowFrames} exceeds the model's ${d.maxPositions} positions`);
     if (options.keepFrames < this.K || options.keepFrames >= options.windowFrames)
       throw new RangeError(`keepFrames must be in [${this.K}, windowFrames)`);
+    if (!Number.isInteger(options.prefillTokensPerStep) || options.prefillTokensPerStep < 1)
+      throw new RangeError(`prefillTokensPerStep must be an integer >= 1, got ${options.prefillTokensPerStep}`);
     this.shape = {
       layers: d.numLayers,
       heads: d.numHeads,
@@ -217,15 +219,16 @@ export class EngineCore {
     return { leadMs: s.lead(now), rtf: s.rtf(this.timing.frameRate), underruns: s.underruns, state: s.state, control: s.control };
   }
 
-  /** ms until some stream wants a step (0 = now), or null when no stream is generating. */
+  /** ms until some stream wants a step (0 = now: one is due, or has rows to build), or null when none is generating. */
   idleMs(): number | null {
-    return msUntilDue(this.streams, this.options.now(), this.options.leadTargetMs);
+    if (this.batch.dirty) return 0;
+    return msUntilDue(this.streams, this.options.now(), this.options.leadTargetMs, (s) => rowsBehind(this.batch, s));
   }
 
   /**
-   * One round: applies due controls, then advances every playing stream below its lead target (the
-   * driest first, up to maxBatchRows rows) by one step in one decoder run, and emits the audio that
-   * became ready. With `force` every playing stream steps regardless of its lead (offline use and tests).
+   * One round: applies due controls, builds rows that are behind their history (a bounded part of it),
+   * then advances every playing stream below its lead target whose rows are built (the driest first, up
+   * to maxBatchRows rows) by one step in one decoder run, and emits the audio that became ready. With `force` every playing stream steps regardless of its lead (offline use and tests).
    */
   async step(force = false): Promise<StepReport> {
     const started = performance.now();
@@ -241,12 +244,16 @@ export class EngineCore {
     const due = dueStreams(this.streams, now, this.options.leadTargetMs, force);
     if (this.batch.dirty) this.batch.relayout(this.streams);
     const picked = pickBatch(due, this.options.maxBatchRows);
-    // Rows behind their history (audio prompt, re-prime, reset, a prompt coming in) catch up a bounded
-    // number of tokens per step; a stream samples once every row of its layout has.
+    // Rows behind their history (audio prompt, re-prime, reset, a prompt coming in) catch up, at most
+    // prefillTokensPerStep row-tokens per step for the whole engine: the due streams' first, then those of
+    // streams ahead of their lead (whose steps then only build rows, in the time the engine would idle).
+    // A stream samples once every row of its layout has caught up.
+    const building = this.streams.filter((s) => s.generating && !picked.includes(s) && rowsBehind(this.batch, s));
     let decoderMs = 0;
     let prefillTokens = 0;
-    for (const s of picked) {
-      const c = await catchUp(this.setup, this.batch, s, this.options.keepFrames, this.options.prefillTokensPerStep);
+    for (const s of [...picked, ...building]) {
+      const budget = Math.max(0, this.options.prefillTokensPerStep - prefillTokens);
+      const c = await catchUp(this.setup, this.batch, s, this.options.keepFrames, budget);
       decoderMs += c.ms;
       prefillTokens += c.tokens;
     }

@@ -1,8 +1,8 @@
 // Builds rows that have not seen their stream's whole history: every row after an audio prompt, a
 // re-prime or a reset, the row of a prompt that a control brings in mid-stream. The work is spread over
-// steps: each step a stream may run at most `tokensPerStep` row-tokens of its history through such rows
-// (decoder runs of T > 1 tokens from the position each row has reached), so no step of any stream costs
-// much more than an ordinary one. A row has seen the history when its window holds as many positions as
+// steps: each step runs at most a budget of row-tokens of history through such rows (decoder runs of
+// T > 1 tokens from the position each row has reached; EngineCore.step shares the budget between
+// streams), so no step of any stream costs much more than an ordinary one. A row has seen the history when its window holds as many positions as
 // the history has; the stream samples only when every row of its layout has (see EngineCore.step).
 import type { BatchLayout } from './batch-layout.ts';
 import type { DecoderSetup } from './decode-step.ts';
@@ -18,8 +18,9 @@ export interface CatchUp {
 
 /**
  * Re-primes the stream if its history fills the window (keeping `keepFrames`), forgets rows of an older
- * sequence, then runs up to `tokensPerStep` row-tokens of the history through the rows behind it: the
- * first rows behind, in groups that have reached the same position (one decoder run per group).
+ * sequence, then runs up to about `tokensPerStep` row-tokens of the history (at least one token, for a
+ * group of rows) through the rows behind it: the first rows behind, in groups that have reached the same
+ * position (one decoder run per group).
  */
 export async function catchUp(
   setup: DecoderSetup,
@@ -50,6 +51,14 @@ export async function catchUp(
     r += n;
   }
   return done;
+}
+
+/** Whether some row of the stream (prompts being prepared included) has not seen the whole history. */
+export function rowsBehind(batch: BatchLayout, s: Stream): boolean {
+  if (s.rowsStale) return true;
+  const first = batch.firstRow(s);
+  for (let r = 0; r < s.rows; r++) if (batch.pool.kv.length(first + r) < s.history.position) return true;
+  return false;
 }
 
 /** Whether every row of the stream's layout has seen the whole history (the stream can sample). */

@@ -26,13 +26,16 @@ export function pickBatch(due: readonly Stream[], maxRows: number): Stream[] {
   return selected;
 }
 
-/** ms until some generating stream is due (0 = now), or null when none is generating. */
-export function msUntilDue(streams: readonly Stream[], now: number, leadTargetMs: number): number | null {
+/**
+ * ms until some generating stream is due (0 = now: one is below its lead, has work before its next step,
+ * or `building(s)`: has rows to build), or null when none is generating.
+ */
+export function msUntilDue(streams: readonly Stream[], now: number, leadTargetMs: number, building: (s: Stream) => boolean): number | null {
   let wait: number | null = null;
   for (const s of streams) {
     if (!s.generating) continue;
     const w = Math.max(0, s.lead(now) - leadTargetMs);
-    if (s.wantsStepNow) return 0;
+    if (s.wantsStepNow || building(s)) return 0;
     wait = wait === null ? w : Math.min(wait, w);
   }
   return wait;

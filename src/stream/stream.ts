@@ -150,9 +150,14 @@ export class Stream {
     return !this.#clock.anchored;
   }
 
-  /** True when the next step has work before its decoder run or has no lead to wait for. */
+  /** True when the next step has work before its decoder run (a reset, a control to apply) or no lead to wait for. */
   get wantsStepNow(): boolean {
-    return !this.#clock.anchored || this.#staleRows || this.#resetPending;
+    return !this.#clock.anchored || this.#resetPending || this.nextReadyControl() !== undefined;
+  }
+
+  /** The rows' windows belong to an older sequence (until takeStaleRows). */
+  get rowsStale(): boolean {
+    return this.#staleRows;
   }
 
   /** True once: the rows' windows must be forgotten (and built again from the history). */
