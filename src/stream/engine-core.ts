@@ -245,15 +245,14 @@ export class EngineCore {
     if (this.batch.dirty) this.batch.relayout(this.streams);
     const picked = pickBatch(due, this.options.maxBatchRows);
     // Rows behind their history (audio prompt, re-prime, reset, a prompt coming in) catch up, at most
-    // prefillTokensPerStep row-tokens per step for the whole engine: the due streams' first, then those of
-    // streams ahead of their lead (whose steps then only build rows, in the time the engine would idle).
-    // A stream samples once every row of its layout has caught up.
+    // prefillTokensPerStep row-tokens per stream and step: the due streams', and those of streams ahead of
+    // their lead (whose steps then only build rows, in the time the engine would idle). A stream samples
+    // once every row of its layout has caught up.
     const building = this.streams.filter((s) => s.generating && !picked.includes(s) && rowsBehind(this.batch, s));
     let decoderMs = 0;
     let prefillTokens = 0;
     for (const s of [...picked, ...building]) {
-      const budget = Math.max(0, this.options.prefillTokensPerStep - prefillTokens);
-      const c = await catchUp(this.setup, this.batch, s, this.options.keepFrames, budget);
+      const c = await catchUp(this.setup, this.batch, s, this.options.keepFrames, this.options.prefillTokensPerStep);
       decoderMs += c.ms;
       prefillTokens += c.tokens;
     }

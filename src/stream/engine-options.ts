@@ -12,9 +12,9 @@ export interface EngineOptions {
   /** Most decoder rows in one run. */
   maxBatchRows: number;
   /**
-   * Row-tokens of history the engine may run per step through rows that have not seen it (after an audio
-   * prompt, a re-prime or a reset, and for a prompt coming in mid-stream), all streams together: bounds
-   * what such a step costs beyond an ordinary one. The default 4 keeps a step with a catch-up run near 2x an ordinary one for
+   * Row-tokens of history a stream may run per step through rows that have not seen it (after an audio
+   * prompt, a re-prime or a reset, and for a prompt coming in mid-stream): bounds what such a step costs
+   * beyond an ordinary one. The default 4 keeps a step with a catch-up run near 2x an ordinary one for
    * the demo model and musicgen-small q4 on 2 CPU cores (docs/benchmarks.md); see prefill.ts.
    */
   prefillTokensPerStep: number;

@@ -1,8 +1,8 @@
 // Builds rows that have not seen their stream's whole history: every row after an audio prompt, a
 // re-prime or a reset, the row of a prompt that a control brings in mid-stream. The work is spread over
-// steps: each step runs at most a budget of row-tokens of history through such rows (decoder runs of
-// T > 1 tokens from the position each row has reached; EngineCore.step shares the budget between
-// streams), so no step of any stream costs much more than an ordinary one. A row has seen the history when its window holds as many positions as
+// steps: each step runs at most a budget of row-tokens of a stream's history through such rows (decoder
+// runs of T > 1 tokens from the position each row has reached), so no step of any stream costs much more
+// than an ordinary one. A row has seen the history when its window holds as many positions as
 // the history has; the stream samples only when every row of its layout has (see EngineCore.step).
 import type { BatchLayout } from './batch-layout.ts';
 import type { DecoderSetup } from './decode-step.ts';
