@@ -116,6 +116,9 @@ describe('steering', () => {
     // The drums row runs the 50-position history 16 tokens per step (16, 32, 48, then the last 5 while the
     // stream has gone on 3 steps); the change applies at the step after, at position 54.
     expect(reports.map((x) => x.prefillTokens).slice(49, 56)).toEqual([0, 16, 16, 16, 5, 0, 0]);
+    // The step's run leaves the drums row out while it is behind, takes it in once it has caught up
+    // (at 53), and after the change the piano row is gone.
+    expect(reports.map((x) => x.rows).slice(49, 56)).toEqual([2, 2, 2, 2, 3, 2, 2]);
     expect(reports.every((x) => x.streams === 1)).toBe(true);
     const events = r.applied.get('s')!.filter((e) => e.control > 0);
     expect(r.applied.get('s')![0]).toMatchObject({ control: 0, prompts: piano, pts: 0 });

@@ -27,13 +27,14 @@ export interface DecodedStep extends RowSpan {
 
 /** Feeds each picked stream's next column to its rows (one token each) in one decoder run. */
 export async function decodeStep(setup: DecoderSetup, batch: BatchLayout, selected: readonly Stream[]): Promise<DecodedStep> {
-  const { first, rows: R } = batch.span(selected);
+  const span = batch.span(selected);
+  const { first } = span;
   const d = setup.model.config.decoder;
   const K = d.numCodebooks;
-  const ids = new BigInt64Array(R * K).fill(BigInt(d.padId));
-  const positions = new BigInt64Array(R);
-  const pastLength = new BigInt64Array(R);
-  const writeAt = new Array<number>(R).fill(-1);
+  const ids = new BigInt64Array(span.rows * K).fill(BigInt(d.padId));
+  const positions = new BigInt64Array(span.rows);
+  const pastLength = new BigInt64Array(span.rows);
+  const writeAt = new Array<number>(span.rows).fill(-1);
   for (const s of selected) {
     const input = s.history.nextInput();
     const p = s.history.position;
@@ -42,18 +43,22 @@ export async function decodeStep(setup: DecoderSetup, batch: BatchLayout, select
       for (let k = 0; k < K; k++) ids[r * K + k] = BigInt(input[k]!);
       positions[r] = BigInt(p);
       pastLength[r] = BigInt(p);
-      // A row still being built (a prompt being prepared) is run but keeps nothing: its window is behind.
+      // A row still being built (a prompt being prepared) keeps nothing: its window is behind.
       writeAt[r] = batch.pool.kv.length(first + r) === p ? p : -1;
     }
   }
+  // Rows at the end that keep nothing (the last stream's prompts being prepared) are not run at all.
+  let R = span.rows;
+  while (R > 0 && writeAt[R - 1]! < 0) R--;
+  writeAt.length = R;
   batch.pool.kv.reserve(Math.max(...writeAt) + 1);
   const t0 = performance.now();
   const out = await setup.model.decode({
     rows: R,
     tokens: 1,
-    ids,
-    positions,
-    pastLength,
+    ids: ids.subarray(0, R * K),
+    positions: positions.subarray(0, R),
+    pastLength: pastLength.subarray(0, R),
     textTokens: setup.textTokens,
     ...batch.pool.views(first, R),
   });
