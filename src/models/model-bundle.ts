@@ -129,12 +129,24 @@ export class ModelBundle {
       interOpNumThreads: 1,
       ...(options.threads !== undefined && { intraOpNumThreads: options.threads }),
     };
+    // Each session has its own intra-op threads, which by default spin for a while after a run. The decoder
+    // runs back to back and keeps that; the others run now and then, and their spinning threads would take
+    // the cores from the decoder's next run (with musicgen-small q4 on 2 cores: +12-20 ms on each step
+    // after a codec chunk, docs/benchmarks.md).
+    const sessionOptions = (name: GraphName): ort.InferenceSession.SessionOptions =>
+      name === 'decoder' ? base : { ...base, extra: { session: { intra_op: { allow_spinning: '0' } } } };
     const create = async (name: GraphName, device: Device): Promise<{ session: ort.InferenceSession; device: Device }> => {
       if (device === 'cpu')
-        return { session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: ['cpu'] }), device };
+        return {
+          session: await ort.InferenceSession.create(compiled.paths[name], { ...sessionOptions(name), executionProviders: ['cpu'] }),
+          device,
+        };
       try {
         return {
-          session: await ort.InferenceSession.create(compiled.paths[name], { ...base, executionProviders: [device, 'cpu'] }),
+          session: await ort.InferenceSession.create(compiled.paths[name], {
+            ...sessionOptions(name),
+            executionProviders: [device, 'cpu'],
+          }),
           device,
         };
       } catch (err) {
