@@ -22,11 +22,11 @@ import { writeRandomCheckpoint } from '../src/models/presets.ts';
 import { CodecStream, DEFAULT_CODEC_STREAM } from '../src/stream/codec-stream.ts';
 import { Engine } from '../src/stream/engine.ts';
 import { EngineCore, type StepReport } from '../src/stream/engine-core.ts';
-import { defaultEngineOptions } from '../src/stream/engine-options.ts';
+import { defaultEngineOptions, keepFramesFor } from '../src/stream/engine-options.ts';
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
-const PARTS = ['throughput', 'latency', 'prompt-change', 'window', 'quality', 'codec'] as const;
+const PARTS = ['throughput', 'steady', 'latency', 'prompt-change', 'window', 'quality', 'codec'] as const;
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
 const only = args.only?.split(',') ?? [...PARTS];
 for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(', ')})`);
@@ -136,6 +136,46 @@ async function throughput(v: Variant): Promise<unknown> {
   const maxRealtime = realtime.length ? Math.max(...realtime) : 0;
   console.log(`largest measured count that stays real time: ${maxRealtime}`);
   return { loadSeconds: loadS, rows, maxRealtimeStreams: maxRealtime };
+}
+
+// ---- steady state: a stream deep into its window, re-primes included ------------------------------
+/**
+ * Streams that have run through their window once (the history filled it and re-primed), measured over
+ * one whole cycle from there (keepFrames to windowFrames, the next re-prime and its catch-up included):
+ * the frames/s a long-running stream gets, codec included.
+ */
+async function steady(v: Variant, streams: number, windowFrames: number): Promise<Record<string, number>> {
+  const model = await ModelBundle.load(checkpoint(v.preset), { precision: v.precision, cacheDir });
+  const text = CachedTextEncoder.inProcess(model);
+  const keepFrames = keepFramesFor(windowFrames);
+  const options = { ...defaultEngineOptions(model), windowFrames, keepFrames };
+  const core = new EngineCore(model, text, options, { packets: () => {}, applied: () => {}, codes: () => {}, error: () => {} });
+  for (let i = 0; i < streams; i++)
+    await core.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
+  // Into the window and through its first re-prime (and that re-prime's catch-up).
+  let sampled = 0;
+  while (sampled < windowFrames + 60) if ((await core.step(true)).streams > 0) sampled++;
+  const cycle = windowFrames - keepFrames;
+  let frames = 0;
+  let steps = 0;
+  const t0 = performance.now();
+  while (frames < cycle * streams) {
+    frames += (await core.step(true)).streams;
+    steps++;
+  }
+  const wall = (performance.now() - t0) / 1000;
+  await model.close();
+  const fps = frames / streams / wall;
+  log(`${v.preset} ${v.precision} x${streams}, window ${windowFrames}: ${fps.toFixed(1)} frames/s per stream over a cycle`);
+  return {
+    streams,
+    windowFrames,
+    keepFrames,
+    framesPerSecPerStream: fps,
+    aggregateFramesPerSec: fps * streams,
+    steps,
+    stepMs: (wall * 1000) / steps,
+  };
 }
 
 // ---- latency through the worker engine ----------------------------------------------------------
@@ -488,6 +528,24 @@ async function codecLinearity(preset: ModelName, minutes: number): Promise<unkno
 try {
   const out: Record<string, unknown> = {};
   if (only.includes('throughput')) for (const v of variants) out[`throughput.${v.preset}.${v.precision}`] = await throughput(v);
+  if (only.includes('steady')) {
+    const rows: Record<string, number | string>[] = [];
+    for (const v of variants.filter((x) => x.preset === 'demo' || (x.preset === 'small' && x.precision === 'q4')))
+      for (const W of [500, 1500]) for (const n of [1, 2]) rows.push({ variant: `${v.preset} ${v.precision}`, ...(await steady(v, n, W)) });
+    out.steady = rows;
+    table(
+      'Steady state: streams deep into their window, over one re-prime cycle (keepFrames to windowFrames)',
+      ['variant', 'window', 'streams', 'frames/s/stream', 'aggregate frames/s', 'step ms'],
+      rows.map((r) => [
+        String(r.variant),
+        Number(r.windowFrames),
+        Number(r.streams),
+        Number(r.framesPerSecPerStream).toFixed(1),
+        Number(r.aggregateFramesPerSec).toFixed(1),
+        Number(r.stepMs).toFixed(2),
+      ]),
+    );
+  }
   if (only.includes('latency')) {
     const lat: unknown[] = [];
     lat.push({ variant: 'tiny fp32', ...((await latency({ preset: 'tiny', precision: 'fp32' }, 1)) as object) });
