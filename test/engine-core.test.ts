@@ -377,10 +377,17 @@ describe('endless generation', () => {
     const r = makeCore({ windowFrames: 48, keepFrames: 20, prefillTokensPerStep: 16 });
     await r.core.createStream('s', { prompts: piano, config: { seed: 4 }, tapCodes: true });
     const reports = await run(r, 200);
-    // A re-prime runs the kept 20 positions through both rows, 8 per row and step: 2 steps without sampling.
-    const reprimes = reports.filter((x) => x.prefillTokens > 0 && x.streams === 0).length / 2;
+    // A re-prime runs the kept 20 positions through both rows: 16 per row in a step that does not sample
+    // (twice the budget: it takes the place of the stream's own run), then the last 4 in a step that does.
+    const catchUps = reports.filter((x) => x.prefillTokens > 0).map((x) => [x.prefillTokens, x.streams]);
+    const reprimes = catchUps.length / 2;
     expect(reprimes).toBeGreaterThanOrEqual(5);
-    expect(Math.max(...reports.map((x) => x.prefillTokens))).toBe(16);
+    expect(catchUps).toEqual(
+      Array.from({ length: reprimes }, () => [
+        [32, 0],
+        [8, 1],
+      ]).flat(),
+    );
     const sampled = reports.filter((x) => x.streams === 1).length;
     const frames = r.codes.get('s')!.map((f) => f[0]);
     expect(frames).toEqual(Array.from({ length: frames.length }, (_, i) => i));
@@ -433,12 +440,11 @@ describe('audio prompts', () => {
     const r = makeCore({ prefillTokensPerStep: 16 });
     await r.core.createStream('s', { prompts: piano, config: { seed: 8 }, tapCodes: true, audioPrompt: clip });
     const reports = await run(r, 20);
-    // The clip's 30 positions go through both rows, 8 per row and step; the fourth step also samples.
-    expect(reports.map((x) => [x.prefillTokens, x.streams]).slice(0, 5)).toEqual([
-      [16, 0],
-      [16, 0],
-      [16, 0],
-      [12, 1],
+    // The clip's 30 positions go through both rows: 16 per row in a step that does not sample (twice the
+    // budget), then the last 14, in a step that also samples.
+    expect(reports.map((x) => [x.prefillTokens, x.streams]).slice(0, 3)).toEqual([
+      [32, 0],
+      [28, 1],
       [0, 1],
     ]);
     const codes = r.codes.get('s')!;
@@ -448,7 +454,8 @@ describe('audio prompts', () => {
       Array.from({ length: frames }, (_, t) => [0, 1, 2, 3].map((k) => Number(expected[k * frames + t]))),
     );
     expect(codes.map((f) => f[0])).toEqual(Array.from({ length: codes.length }, (_, i) => i));
-    // 17 sampled steps complete 17 frames: the clip's last 3 (their late codebooks are forced), then 14 new ones.
-    expect(codes.length).toBe(frames + 17 - 3);
+    // 19 sampled steps (20 but the first) complete 19 frames: the clip's last 3 (their late codebooks are
+    // forced), then 16 new ones.
+    expect(codes.length).toBe(frames + 19 - 3);
   });
 });

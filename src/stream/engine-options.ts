@@ -14,8 +14,8 @@ export interface EngineOptions {
   /**
    * Row-tokens of history a stream may run per step through rows that have not seen it (after an audio
    * prompt, a re-prime or a reset, and for a prompt coming in mid-stream): bounds what such a step costs
-   * beyond an ordinary one. The default 4 keeps a step with a catch-up run near 2x an ordinary one for
-   * the demo model and musicgen-small q4 on 2 CPU cores (docs/benchmarks.md); see prefill.ts.
+   * beyond an ordinary one. A stream whose own rows are being rebuilt does not sample, and runs twice
+   * this. See prefill.ts, and docs/benchmarks.md for what the default 4 costs.
    */
   prefillTokensPerStep: number;
   /** Text tokens per prompt row (longer prompts are cut). */
