@@ -228,7 +228,8 @@ export class EngineCore {
   /**
    * One round: applies due controls, builds rows that are behind their history (a bounded part of it),
    * then advances every playing stream below its lead target whose rows are built (the driest first, up
-   * to maxBatchRows rows) by one step in one decoder run, and emits the audio that became ready. With `force` every playing stream steps regardless of its lead (offline use and tests).
+   * to maxBatchRows rows) by one step in one decoder run, and emits the audio that became ready. With
+   * `force` every playing stream steps regardless of its lead (offline use and tests).
    */
   async step(force = false): Promise<StepReport> {
     const started = performance.now();

@@ -2,8 +2,8 @@
 // re-prime or a reset, the row of a prompt that a control brings in mid-stream. The work is spread over
 // steps: each step runs at most a budget of row-tokens of a stream's history through such rows (decoder
 // runs of T > 1 tokens from the position each row has reached), so no step of any stream costs much more
-// than an ordinary one. A row has seen the history when its window holds as many positions as
-// the history has; the stream samples only when every row of its layout has (see EngineCore.step).
+// than an ordinary one. A row has seen the history when its window holds as many positions as the
+// history has; the stream samples only when every row of its layout has (see EngineCore.step).
 import type { BatchLayout } from './batch-layout.ts';
 import type { DecoderSetup } from './decode-step.ts';
 import type { Stream } from './stream.ts';
@@ -18,9 +18,9 @@ export interface CatchUp {
 
 /**
  * Re-primes the stream if its history fills the window (keeping `keepFrames`), forgets rows of an older
- * sequence, then runs up to about `tokensPerStep` row-tokens of the history (at least one token, for a
- * group of rows; twice as many while the stream cannot sample) through the rows behind it: the first rows behind, in groups that have reached the same
- * position (one decoder run per group).
+ * sequence, then runs up to about `tokensPerStep` row-tokens of the history (at least one token for a
+ * group of rows; twice as many while the stream cannot sample) through the rows behind it, first rows
+ * first, in groups that have reached the same position (one decoder run per group).
  */
 export async function catchUp(
   setup: DecoderSetup,
