@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { DEMO_MODEL_DIR } from '../src/models/default-model.ts';
@@ -40,8 +41,8 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 const FRAME_RATE = 50;
 const PROMPTS = ['slow piano', 'fast drums', 'dark ambient', 'happy guitar', 'lofi beat', 'techno bass', 'jazz', 'calm strings'];
 
-/** A random preset, or the embedded demo model (the default of `npm start`). */
-type ModelName = Preset | 'demo';
+/** A random preset, the embedded demo model (the default of `npm start`), or the musicgen-tiny fixture. */
+type ModelName = Preset | 'demo' | 'fixture';
 interface Variant {
   preset: ModelName;
   precision: Precision;
@@ -55,6 +56,7 @@ if (!args.quick) variants.push({ preset: 'small', precision: 'q4' }, { preset: '
 const dirs = new Map<Preset, string>();
 function checkpoint(preset: ModelName): string {
   if (preset === 'demo') return DEMO_MODEL_DIR;
+  if (preset === 'fixture') return fileURLToPath(new URL('../../shared/fixtures/musicgen-tiny/', import.meta.url));
   let dir = dirs.get(preset);
   if (!dir) {
     dir = join(work, preset);
@@ -409,17 +411,18 @@ async function matmulsAlone(d: ModelBundle['config']['decoder'], precision: Prec
 
 // ---- quality: what q8 and q4 change in the next-token distributions ----------------------------
 /**
- * A 150-step fp32 generation (guidance 3, top-k 250, seed 0), then its tokens teacher-forced through the
- * prompt's row in fp32, q8 and q4 (one pass each): per codebook and position, KL(fp32 || quantized) of
- * the softmax and whether the most likely token is the same.
+ * A 251-step fp32 generation (guidance 3, top-k 250, seed 0), then its tokens teacher-forced through the
+ * prompt's row in fp32, q8 and q4 (one pass each): per codebook and position (251 × K), KL(fp32 ||
+ * quantized) of the softmax and whether the most likely token is the same.
  */
 async function quality(preset: ModelName): Promise<unknown> {
   const dir = checkpoint(preset);
   const fp32 = await ModelBundle.load(dir, { cacheDir });
-  const promptIds = fp32.tokenize(PROMPTS[0]!);
+  // The fixture has no tokenizer: ids inside its 100-token T5 vocabulary, ending in </s> (1).
+  const promptIds = fp32.tokenizer ? fp32.tokenize(PROMPTS[0]!) : [37, 12, 55, 1];
   const { columns } = await generateOffline(fp32, {
     promptIds,
-    steps: 150,
+    steps: 251,
     guidance: 3,
     sampling: { temperature: 1, topK: 250, topP: 0 },
     seed: 0,
@@ -462,22 +465,35 @@ async function quality(preset: ModelName): Promise<unknown> {
     const q = await ModelBundle.load(dir, { cacheDir, precision, graphs: ['text_encoder', 'decoder'] });
     const logits = await teacherForced(q);
     await q.close();
-    let kl = 0;
+    const K = fp32.config.decoder.numCodebooks;
+    const klByCodebook = new Array<number>(K).fill(0);
     let same = 0;
-    const n = logits.length / V;
+    const n = logits.length / V; // [1, K, T, V]: codebook-major
     for (let i = 0; i < n; i++) {
       const a = reference.subarray(i * V, (i + 1) * V);
       const b = logits.subarray(i * V, (i + 1) * V);
       const [p, r] = [softmax(a), softmax(b)];
+      let kl = 0;
       for (let j = 0; j < V; j++) if (p[j]! > 0) kl += p[j]! * Math.log(p[j]! / Math.max(r[j]!, 1e-300));
+      klByCodebook[Math.floor((i * K) / n)]! += kl / (n / K);
       if (argmax(a) === argmax(b)) same++;
     }
-    rows.push({ precision, klNats: kl / n, top1Agreement: same / n, positions: n });
+    const klNats = klByCodebook.reduce((x, y) => x + y, 0) / K;
+    rows.push({ precision, klNats, klByCodebook: klByCodebook.join(','), top1Agreement: same / n, positions: n });
   }
   table(
-    `Quality: ${preset}, 150 generated fp32 steps teacher-forced through each precision (prompt row)`,
-    ['precision', 'mean KL(fp32 || q) nats', 'same top-1'],
-    rows.map((r) => [r.precision!, Number(r.klNats).toFixed(4), `${(100 * Number(r.top1Agreement)).toFixed(1)} %`]),
+    `Quality: ${preset}, an fp32 generation teacher-forced through each precision (prompt row)`,
+    ['precision', 'positions', 'mean KL(fp32 || q) nats', 'per codebook', 'same top-1'],
+    rows.map((r) => [
+      r.precision!,
+      Number(r.positions),
+      Number(r.klNats).toFixed(4),
+      String(r.klByCodebook)
+        .split(',')
+        .map((x) => Number(x).toFixed(4))
+        .join(' '),
+      `${(100 * Number(r.top1Agreement)).toFixed(1)} %`,
+    ]),
   );
   return rows;
 }
@@ -612,7 +628,7 @@ try {
       (out.window as Record<string, unknown>)[`${v.preset}.${v.precision}`] = await windowCost(v);
   }
   if (only.includes('quality')) {
-    out.quality = { demo: await quality('demo') } as Record<string, unknown>;
+    out.quality = { demo: await quality('demo'), fixture: await quality('fixture') } as Record<string, unknown>;
     if (!args.quick) (out.quality as Record<string, unknown>).small = await quality('small');
   }
   if (only.includes('codec')) {
