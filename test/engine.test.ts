@@ -74,6 +74,28 @@ describe('engine worker', () => {
     await engine.closeStream('endless');
   });
 
+  it('prompt changes and re-primes at real-time pacing: each change applies, no gap, no underrun', async () => {
+    await engine.createStream('changes', { prompts: [{ text: 'ambient pads', weight: 1 }] });
+    const texts = ['fast drums', 'slow piano', 'dark ambient', 'happy guitar'];
+    for (const text of texts) {
+      await sleep(700); // several re-primes of the 48-frame window between changes
+      await engine.setPrompts('changes', [{ text, weight: 1 }], 0);
+    }
+    await waitFor(() => (applied.get('changes') ?? []).length === texts.length + 1);
+    await waitFor(() => packets.get('changes')!.some((p) => p.control === texts.length));
+    const e = applied.get('changes')!;
+    expect(e.map((x) => x.control)).toEqual([0, 1, 2, 3, 4]);
+    expect(e.map((x) => x.prompts[0]!.text)).toEqual(['ambient pads', ...texts]);
+    const got = packets.get('changes')!;
+    expect(got.map((p) => p.seq)).toEqual(got.map((_, i) => i));
+    expect(got.map((p) => p.pts)).toEqual(got.map((_, i) => i * 960));
+    // Stamped in order: each control's audio follows the one before.
+    const controls = got.map((p) => p.control);
+    expect(controls).toEqual([...controls].sort((a, b) => a - b));
+    expect((await engine.status('changes')).underruns).toBe(0);
+    await engine.closeStream('changes');
+  });
+
   it('steering reaches the stream: applied, then packets with the new control', async () => {
     await engine.createStream('steer', { prompts: [{ text: 'slow piano', weight: 1 }] });
     await waitFor(() => (packets.get('steer')?.length ?? 0) > 10);
