@@ -368,8 +368,10 @@ describe('HTTP', () => {
     expect(out.samplesDecoded / 48000).toBeLessThan(5);
   });
 
-  it('/metrics carries the engine, stream and connection series', async () => {
-    const { status, body } = await get('/metrics');
+  it('/metrics needs an operator token, and carries the engine, stream and connection series', async () => {
+    expect((await get('/metrics')).status).toBe(403); // anonymous: session role
+    expect((await get('/metrics', { Authorization: 'Bearer ear-secret' })).status).toBe(403);
+    const { status, body } = await get('/metrics', { Authorization: 'Bearer op-secret' });
     expect(status).toBe(200);
     const text = body.toString();
     for (const name of [

@@ -100,7 +100,9 @@ export const PROTOCOL_ERRORS = {
     message: 'Unauthorized: %s',
     fatal: true,
     closeCode: P.UNAUTHORIZED,
-    meaning: 'The server requires a token and setup had none, or an unknown one.',
+    httpStatus: 401,
+    meaning:
+      'The server requires a token and setup had none, or an unknown one. Over HTTP: the channel list, an Ogg stream or /metrics asked for without a token the server requires, or with an unknown one.',
   },
   forbidden: {
     message: 'Forbidden: %s',
@@ -108,7 +110,7 @@ export const PROTOCOL_ERRORS = {
     closeCode: P.FORBIDDEN,
     httpStatus: 403,
     meaning:
-      "The token's role does not allow this (a listener asking for a session, a non-operator steering a channel). Over HTTP: a WebSocket upgrade from an Origin that is not on the allow-list.",
+      "The token's role does not allow this (a listener asking for a session, a non-operator steering a channel). Over HTTP: a WebSocket upgrade from an Origin that is not on the allow-list, or /metrics without an operator token.",
   },
   not_found: {
     message: 'No channel %s',
@@ -135,8 +137,9 @@ export const PROTOCOL_ERRORS = {
     message: 'Rate limited: %s',
     fatal: false,
     closeCode: P.RATE_LIMITED,
+    httpStatus: 429,
     meaning:
-      'prompts, config or playback came faster than the steering rate allows; the message was dropped. At setup (fatal then): the client address sent too many wrong tokens and is backing off; setup with a token is refused, unchecked, until the backoff passes. Also fatal: the connection sent more messages per second than its budget, or more than the server queues unanswered.',
+      'prompts, config or playback came faster than the steering rate allows; the message was dropped. At setup (fatal then): the client address sent too many wrong tokens and is backing off; setup with a token is refused, unchecked, until the backoff passes. Also fatal: the connection sent more messages per second than its budget, or more than the server queues unanswered. Over HTTP: a request with a token from an address that is backing off.',
   },
   too_large: {
     message: 'Message too large: %s',

@@ -20,6 +20,7 @@ import { Admission, addressKey, type Ticket } from './admission.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
 import { Connection, type ServerContext } from './connection.ts';
+import { checkHttpAccess, type HttpNeed, requestToken } from './http-access.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
 import { OggStreams } from './ogg-http.ts';
@@ -198,6 +199,20 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     });
   });
 
+  /** Whether the request may read what needs `need` (http-access.ts); if not, answers it. */
+  function allowed(need: HttpNeed, req: IncomingMessage, res: ServerResponse, url: URL): boolean {
+    try {
+      checkHttpAccess(need, requestToken(req.headers, url), addressKey(req.socket.remoteAddress), config, admission);
+      return true;
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      const headers: Record<string, string> = { 'Content-Type': 'text/plain' };
+      if (err.code === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="riverrun"';
+      res.writeHead(err.httpStatus ?? 400, headers).end(`${err.message}\n`);
+      return false;
+    }
+  }
+
   async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
@@ -215,6 +230,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         .end(ready && !ctx.shuttingDown ? 'ready\n' : 'not ready\n');
       return;
     }
+    const ogg = /^\/v1\/channels\/([a-z0-9][a-z0-9_-]{0,63})\.ogg$/.exec(path);
+    const need: HttpNeed | null = path === '/metrics' ? 'operator' : path === '/v1/channels' || ogg ? 'any role' : null;
+    if (need && !allowed(need, req, res, url)) return;
     if (path === '/metrics') {
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(await metrics.registry.metrics());
       return;
@@ -231,7 +249,6 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ channels: list, model: engine.model }));
       return;
     }
-    const ogg = /^\/v1\/channels\/([a-z0-9][a-z0-9_-]{0,63})\.ogg$/.exec(path);
     if (ogg) {
       const channel = channels.get(ogg[1]!);
       if (!channel || ctx.shuttingDown) {
