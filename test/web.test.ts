@@ -426,6 +426,27 @@ describe.skipIf(!haveChromium)(`web client in Chromium${haveChromium ? '' : ` (s
     await context.close();
   }, 60_000);
 
+  it('on a server without anonymous access: the list asks for a token, and lists the channels with one', async () => {
+    const config = parseServeArgs(
+      ['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--token', 'ear-secret:listener', '--anonymous-role', 'none'],
+      {},
+    )!;
+    const closed = await startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(closed.url);
+      await page.getByText('this server needs an access token').waitFor({ timeout: 10_000 });
+      await page.locator('#token').fill('ear-secret');
+      await page.locator('#token').press('Enter');
+      await page.getByRole('button', { name: 'Listen to Riverrun Radio' }).waitFor({ timeout: 10_000 });
+      expect(await page.getByRole('link', { name: 'Ogg' }).getAttribute('href')).toBe('/v1/channels/radio.ogg?token=ear-secret');
+    } finally {
+      await context.close();
+      await closed.close();
+    }
+  }, 60_000);
+
   it('fits a phone screen (390x844): no horizontal overflow', async () => {
     const { context, page, problems } = await openPage({
       viewport: { width: 390, height: 844 },

@@ -18,7 +18,10 @@ const listen = (target) => connect(target).catch(fail);
 
 installTestHook();
 ui.startSession.addEventListener('click', () => listen({ kind: 'session' }));
-$('token-form').addEventListener('submit', (e) => e.preventDefault());
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  loadChannels(listen);
+});
 ui.refresh.addEventListener('click', () => loadChannels(listen));
 ui.disconnect.addEventListener('click', () => {
   disconnect(true);
