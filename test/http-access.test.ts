@@ -2,7 +2,7 @@
 // off: the channel list and the Ogg streams need a token of any role, /metrics an operator token; tokens
 // come as a Bearer header or ?token=; wrong ones back the address off as WebSocket setups do. A server
 // with tokens and an anonymous role serves the list and the streams to anyone, /metrics still to
-// operators only.
+// operators only; a server without tokens serves everything.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -16,12 +16,12 @@ import { type RiverrunServer, startServer } from '../src/server/server.ts';
 let work: string;
 let closed: RiverrunServer;
 let open: RiverrunServer;
+let bare: RiverrunServer;
+
+const TOKENS = ['--token', 'op:operator', '--token', 'ear:listener'];
 
 async function start(extra: string[]): Promise<RiverrunServer> {
-  const config = parseServeArgs(
-    ['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', '--token', 'op:operator', '--token', 'ear:listener', ...extra],
-    {},
-  )!;
+  const config = parseServeArgs(['--model', join(work, 'tiny'), '--port', '0', '--host', '127.0.0.1', ...extra], {})!;
   config.limits = { ...config.limits, authFailuresAllowed: 3, authBackoffMs: 60_000 };
   return startServer(config, { log: pino({ level: 'silent' }), cacheDir: join(work, 'cache') });
 }
@@ -29,13 +29,15 @@ async function start(extra: string[]): Promise<RiverrunServer> {
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'riverrun-http-access-'));
   writeRandomCheckpoint(join(work, 'tiny'), 'tiny', { seed: 0 });
-  closed = await start(['--anonymous-role', 'none']);
-  open = await start(['--anonymous-role', 'listener']);
+  closed = await start([...TOKENS, '--anonymous-role', 'none']);
+  open = await start([...TOKENS, '--anonymous-role', 'listener']);
+  bare = await start([]);
 }, 60_000);
 
 afterAll(async () => {
   await closed?.close();
   await open?.close();
+  await bare?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -118,5 +120,13 @@ describe('HTTP access with an anonymous role', () => {
     expect((await get(open, '/metrics?token=op')).status).toBe(200);
     // A token that is given is checked, even where none is needed.
     expect((await get(open, '/v1/channels?token=nope')).status).toBe(401);
+  });
+});
+
+describe('HTTP access on a server without tokens', () => {
+  it('serves everything to everyone, whatever Authorization header a proxy adds', async () => {
+    expect((await get(bare, '/metrics')).status).toBe(200);
+    expect((await get(bare, '/v1/channels', { Authorization: 'Basic ZWFyOg==' })).status).toBe(200);
+    expect((await get(bare, '/v1/channels?token=anything')).status).toBe(200);
   });
 });

@@ -11,7 +11,7 @@ import type { Role, ServerConfig } from './config.ts';
 export type HttpNeed = 'any role' | 'operator';
 
 /** The token a request carries, if any. */
-export function requestToken(headers: { authorization?: string }, url: URL): string | undefined {
+function requestToken(headers: { authorization?: string }, url: URL): string | undefined {
   const auth = headers.authorization;
   if (auth !== undefined) {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
@@ -27,12 +27,13 @@ export function requestToken(headers: { authorization?: string }, url: URL): str
  */
 export function checkHttpAccess(
   need: HttpNeed,
-  token: string | undefined,
-  address: string,
+  request: { headers: { authorization?: string }; url: URL; address: string },
   config: Pick<ServerConfig, 'tokens' | 'anonymousRole'>,
   admission: Admission,
 ): void {
   if (config.tokens.size === 0) return;
+  const { address } = request;
+  const token = requestToken(request.headers, request.url);
   let role: Role;
   if (token !== undefined) {
     admission.checkAuth(address);

@@ -20,7 +20,7 @@ import { Admission, addressKey, type Ticket } from './admission.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
 import { Connection, type ServerContext } from './connection.ts';
-import { checkHttpAccess, type HttpNeed, requestToken } from './http-access.ts';
+import { checkHttpAccess, type HttpNeed } from './http-access.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
 import { OggStreams } from './ogg-http.ts';
@@ -202,7 +202,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   /** Whether the request may read what needs `need` (http-access.ts); if not, answers it. */
   function allowed(need: HttpNeed, req: IncomingMessage, res: ServerResponse, url: URL): boolean {
     try {
-      checkHttpAccess(need, requestToken(req.headers, url), addressKey(req.socket.remoteAddress), config, admission);
+      checkHttpAccess(need, { headers: req.headers, url, address: addressKey(req.socket.remoteAddress) }, config, admission);
       return true;
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
