@@ -18,7 +18,7 @@ import { guideAndSample } from './guidance.ts';
 import { type OpusPacket, OpusPacketizer } from './opus-packetizer.ts';
 import { packetize } from './packetize.ts';
 import { PendingControl } from './pending-control.ts';
-import { catchUp, layoutReady, rowsBehind } from './prefill.ts';
+import { catchUp, layoutReady, promptRowReady, rowsBehind } from './prefill.ts';
 import { Resampler } from './resampler.ts';
 import { fitEncoding, type PoolShape, type PromptEncoding, type RowPool } from './row-pool.ts';
 import { dueStreams, msUntilDue, pickBatch } from './scheduler.ts';
@@ -235,11 +235,7 @@ export class EngineCore {
     const started = performance.now();
     const now = this.options.now();
     for (const s of this.streams) {
-      const rowReady = (text: string): boolean => {
-        const row = this.batch.promptRow(s, text);
-        return row !== undefined && this.pool.kv.length(row) === s.history.position;
-      };
-      if (applyControls(s, this.sink, this.timing, rowReady)) this.batch.markDirty();
+      if (applyControls(s, this.sink, this.timing, (text) => promptRowReady(this.batch, s, text))) this.batch.markDirty();
       s.catchUpUnderrun(now);
     }
     const due = dueStreams(this.streams, now, this.options.leadTargetMs, force);

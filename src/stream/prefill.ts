@@ -64,6 +64,12 @@ export function rowsBehind(batch: BatchLayout, s: Stream): boolean {
   return false;
 }
 
+/** Whether the stream's row for a prompt, as laid out now, has seen the whole history. */
+export function promptRowReady(batch: BatchLayout, s: Stream, text: string): boolean {
+  const row = batch.promptRow(s, text);
+  return row !== undefined && batch.pool.kv.length(row) === s.history.position;
+}
+
 /** Whether every row of the stream's layout has seen the whole history (the stream can sample). */
 export function layoutReady(batch: BatchLayout, s: Stream): boolean {
   const first = batch.firstRow(s);
