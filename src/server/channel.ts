@@ -117,6 +117,10 @@ export class StreamFeed implements PacketSource {
     this.stoppedAt = null;
   }
 
+  protected get clockStopped(): boolean {
+    return this.stoppedAt !== null;
+  }
+
   /** Wall time as the feed counts it (standing still while its clock is stopped). */
   private clock(): number {
     return this.stoppedAt ?? this.now();
@@ -136,7 +140,6 @@ export class Channel extends StreamFeed {
   /** Set once the stream exists; null again after close(). */
   private engine: Engine | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
-  #idle = false;
 
   constructor(
     readonly spec: ChannelSpec,
@@ -145,9 +148,9 @@ export class Channel extends StreamFeed {
     super(spec.id, spec.channels ?? 2, now);
   }
 
-  /** True while the stream is paused for want of listeners. */
+  /** True while the stream is paused for want of listeners (the feed's clock stands still then). */
   get idle(): boolean {
-    return this.#idle;
+    return this.clockStopped;
   }
 
   async start(engine: Engine): Promise<void> {
@@ -178,8 +181,8 @@ export class Channel extends StreamFeed {
     if (this.listenerCount > 0) {
       if (this.idleTimer) clearTimeout(this.idleTimer);
       this.idleTimer = null;
-      if (this.#idle) this.setIdle(false);
-    } else if (!this.#idle && !this.idleTimer) {
+      if (this.idle) this.setIdle(false);
+    } else if (!this.idle && !this.idleTimer) {
       this.idleTimer = setTimeout(() => {
         this.idleTimer = null;
         this.setIdle(true);
@@ -189,7 +192,6 @@ export class Channel extends StreamFeed {
   }
 
   private setIdle(idle: boolean): void {
-    this.#idle = idle;
     if (idle) this.stopClock();
     else this.startClock();
     // Fails only once the engine has stopped, when there is nothing left to pause.
