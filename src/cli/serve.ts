@@ -184,5 +184,11 @@ export async function runServe(args: string[]): Promise<void> {
     const onInt = (): void => stop('SIGINT');
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
+    // An engine that gave up (its worker kept dying) serves nothing: exit non-zero so that whatever
+    // supervises the process (systemd, Kubernetes) starts it again.
+    server.engine.once('failed', () => {
+      process.exitCode = 1;
+      stop('engine failed');
+    });
   });
 }

@@ -65,6 +65,8 @@ export interface ServerConfig {
   bitrate: number;
   webRoot: string;
   logLevel: string;
+  /** Let Engine.injectFault make the engine worker fail (tests and drills of its restart; no CLI flag). */
+  engineFaults?: boolean;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {

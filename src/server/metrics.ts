@@ -127,6 +127,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly engineRestarts = new Counter({
+    name: 'riverrun_engine_restarts_total',
+    help: 'Engine worker deaths after which a new worker took over every stream',
+    registers: [this.registry],
+  });
+  readonly engineRestartSeconds = new Histogram({
+    name: 'riverrun_engine_restart_seconds',
+    help: "From an engine worker's death to every stream created again in a new one",
+    buckets: [0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly engineUp = new Gauge({
+    name: 'riverrun_engine_up',
+    help: '1 while the engine worker runs; 0 while a new one starts, or for good once the engine gave up',
+    registers: [this.registry],
+  });
+
   /** Where the channel gauge reads its values, at each scrape. */
   trackChannels(states: () => { id: string; idle: boolean }[]): void {
     this.channelStates = states;

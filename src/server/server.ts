@@ -60,6 +60,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     threads: config.threads,
     cacheDir,
     engine: { leadTargetMs: config.leadMs, windowFrames, keepFrames: keepFramesFor(windowFrames), bitrate: config.bitrate },
+    faults: config.engineFaults,
     log: (m) => log.info(m),
   });
   log.info({ model: engine.model }, 'model loaded');
@@ -95,6 +96,21 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   engine.on('codes', (id, frame, codes) => feeds.get(id)?.codes(frame, codes));
   engine.on('streamError', (id, code, message) => log.warn({ stream: id, code }, message));
   engine.on('fatal', (message) => log.error(message));
+  metrics.engineUp.set(1);
+  engine.on('crashed', (reason) => {
+    metrics.engineUp.set(0);
+    log.error({ reason, streams: feeds.size }, 'engine worker died: starting a new one, every stream resumes in it');
+  });
+  engine.on('restarted', (r) => {
+    metrics.engineUp.set(1);
+    metrics.engineRestarts.inc();
+    metrics.engineRestartSeconds.observe(r.ms / 1000);
+    log.warn({ streams: r.streams, ms: Math.round(r.ms), restarts: r.restarts }, 'engine worker restarted: streams resumed');
+  });
+  engine.on('failed', (reason) => {
+    metrics.engineUp.set(0);
+    log.fatal({ reason }, 'engine stopped for good: not ready');
+  });
   engine.on('step', (r) => {
     metrics.steps.inc();
     metrics.batchRows.observe(r.rows);
@@ -225,9 +241,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       return;
     }
     if (path === '/readyz') {
-      res
-        .writeHead(ready && !ctx.shuttingDown ? 200 : 503, { 'Content-Type': 'text/plain' })
-        .end(ready && !ctx.shuttingDown ? 'ready\n' : 'not ready\n');
+      // Not ready while a new engine worker starts (new sessions would wait), nor once the engine gave up.
+      const isReady = ready && !ctx.shuttingDown && engine.running;
+      res.writeHead(isReady ? 200 : 503, { 'Content-Type': 'text/plain' }).end(isReady ? 'ready\n' : 'not ready\n');
       return;
     }
     const ogg = /^\/v1\/channels\/([a-z0-9][a-z0-9_-]{0,63})\.ogg$/.exec(path);

@@ -22,7 +22,13 @@ export function applyControls(s: Stream, sink: EngineSink, timing: AudioTiming, 
       break;
     }
     if (s.applyControl(c, Math.round(c.transitionMs / PACKET_MS))) rowsChanged = true;
-    sink.applied(s.id, { control: s.control, prompts: s.prompts, config: s.config, pts: timing.framePts(s.history.nextFrame) });
+    sink.applied(s.id, {
+      control: s.control,
+      prompts: s.prompts,
+      config: s.config,
+      pts: timing.framePts(s.history.nextFrame),
+      ...(c.tag !== undefined && { tag: c.tag }),
+    });
   }
   return rowsChanged;
 }

@@ -4,7 +4,13 @@
 // module: apply-controls, scheduler, prefill, decode-step, guidance, feed-codec, packetize.
 import type { ModelBundle } from '../models/model-bundle.ts';
 import { SAMPLE_RATE } from '../protocol/constants.ts';
-import { completeConfig, type GenerationConfig, type PlaybackAction, type WeightedPrompt } from '../protocol/controls.ts';
+import {
+  completeConfig,
+  type GenerationConfig,
+  type PlaybackAction,
+  type PlaybackState,
+  type WeightedPrompt,
+} from '../protocol/controls.ts';
 import { applyControls } from './apply-controls.ts';
 import { encodeAudioPrompt } from './audio-prompt.ts';
 import { AudioTiming } from './audio-timing.ts';
@@ -20,6 +26,7 @@ import { packetize } from './packetize.ts';
 import { PendingControl } from './pending-control.ts';
 import { catchUp, layoutReady, promptRowReady, rowsBehind } from './prefill.ts';
 import { Resampler } from './resampler.ts';
+import { ResumeSplice, type StreamResume } from './resume.ts';
 import { fitEncoding, type PoolShape, type PromptEncoding, type RowPool } from './row-pool.ts';
 import { dueStreams, msUntilDue, pickBatch } from './scheduler.ts';
 import { Stream } from './stream.ts';
@@ -32,6 +39,12 @@ export interface StreamSpec {
   tapCodes?: boolean;
   /** Audio to continue from: mono, at the codec's sample rate. */
   audioPrompt?: Float32Array;
+  /** Goes on where a stream of an engine that died stood (resume.ts); `prompts` and `config` are its
+   * controls in effect then. Not with audioPrompt. */
+  resume?: StreamResume;
+  /** Playback and idleness at the start (default: playing, heard). */
+  state?: PlaybackState;
+  idle?: boolean;
 }
 
 export interface StampedPacket extends OpusPacket {
@@ -45,12 +58,18 @@ export interface AppliedEvent {
   config: GenerationConfig;
   /** 48 kHz sample index of the first audio generated under it */
   pts: number;
+  /** The tag of the request that made the change (setPrompts/setConfig), if it had one. */
+  tag?: number;
 }
 
 export interface EngineSink {
-  packets(id: string, packets: StampedPacket[]): void;
+  /** leadMs: the stream's lead once they are sent (LeadClock). */
+  packets(id: string, packets: StampedPacket[], leadMs: number): void;
   applied(id: string, event: AppliedEvent): void;
   codes(id: string, frame: number, codes: number[]): void;
+  /** The frames completed since the last call, just before the packets carrying their audio: what a
+   * resume needs (StreamResume.frames). */
+  history?(id: string, firstFrame: number, codes: number[][]): void;
   error(id: string, code: string, message: string): void;
 }
 
@@ -131,6 +150,13 @@ export class EngineCore {
       codebooks: this.K,
       hop,
     });
+    const { resume } = spec;
+    if (resume && spec.audioPrompt) throw new Error('a stream resumes or starts from an audio prompt, not both');
+    // A resumed history keeps room in the window to go on.
+    const room = this.options.windowFrames - this.K - 1;
+    const resumeFrames = resume?.frames.slice(-room) ?? [];
+    const resumeFirst = resume ? resume.firstFrame + resume.frames.length - resumeFrames.length : 0;
+    const splice = resume ? new ResumeSplice(this.timing, resumeFirst, resume.nextSeq) : undefined;
     const stream = new Stream({
       id,
       prompts: spec.prompts,
@@ -140,18 +166,26 @@ export class EngineCore {
       pad: this.model.config.decoder.padId,
       codec,
       resampler: new Resampler(this.timing.codecRate, SAMPLE_RATE),
-      packetizer: new OpusPacketizer({ channels: spec.channels ?? 1, bitrate: this.options.bitrate }),
+      packetizer: new OpusPacketizer({ channels: spec.channels ?? 1, bitrate: this.options.bitrate, firstSeq: splice?.firstSeq }),
       tapCodes: spec.tapCodes ?? false,
+      control: resume?.control,
+      splice,
     });
     if (spec.audioPrompt) {
       const frames = await encodeAudioPrompt(this.model, spec.audioPrompt, this.options.windowFrames - this.K - 1);
       for (const done of stream.startFromAudio(frames)) feedCodec(stream, done, this.sink);
     }
+    const now = this.options.now();
+    if (resume) stream.resumeFrom(resumeFrames, resumeFirst, splice!.codecFrom, now + resume.leadMs);
+    if (spec.idle) stream.setIdle(true, now);
+    if (spec.state === 'paused') stream.pause(now);
+    else if (spec.state === 'stopped') stream.stop();
     this.streams.push(stream);
     this.byId.set(id, stream);
     this.batch.markDirty();
-    // Control 0 is announced like every later one, so listeners learn what a stream starts with.
-    this.sink.applied(id, { control: 0, prompts: stream.prompts, config: stream.config, pts: 0 });
+    // Control 0 is announced like every later one, so listeners learn what a stream starts with (a
+    // resumed stream's listeners know its controls).
+    if (!resume) this.sink.applied(id, { control: 0, prompts: stream.prompts, config: stream.config, pts: 0 });
   }
 
   closeStream(id: string): void {
@@ -163,9 +197,9 @@ export class EngineCore {
   }
 
   /** New prompts; they take effect at the first step after their text is encoded. */
-  setPrompts(id: string, prompts: WeightedPrompt[], transitionMs = 0): void {
+  setPrompts(id: string, prompts: WeightedPrompt[], transitionMs = 0, tag?: number): void {
     const s = this.get(id);
-    const pending = new PendingControl(prompts, transitionMs, undefined);
+    const pending = new PendingControl(prompts, transitionMs, undefined, tag);
     s.queueControl(pending);
     for (const text of pending.missing) {
       this.text.encode(text).then(
@@ -179,8 +213,8 @@ export class EngineCore {
   }
 
   /** The whole config (omitted fields back to defaults); takes effect at the next step. */
-  setConfig(id: string, config: Partial<GenerationConfig>): void {
-    this.get(id).queueControl(new PendingControl(undefined, 0, completeConfig(config)));
+  setConfig(id: string, config: Partial<GenerationConfig>, tag?: number): void {
+    this.get(id).queueControl(new PendingControl(undefined, 0, completeConfig(config), tag));
   }
 
   playback(id: string, action: PlaybackAction): void {
@@ -254,22 +288,26 @@ export class EngineCore {
       prefillTokens += c.tokens;
     }
     const selected = picked.filter((s) => layoutReady(this.batch, s));
-    if (selected.length === 0) return { streams: 0, rows: 0, prefillTokens, decoderMs, codecMs: 0, totalMs: performance.now() - started };
-
-    const step = await decodeStep(this.setup, this.batch, selected);
-    decoderMs += step.ms;
-    writeKv(this.pool, step);
-    for (const s of selected) {
-      const first = this.batch.firstRow(s) - step.first;
-      const { config } = s;
-      const tokens = guideAndSample(this.scores, step.logits, first, s.layout, s.mix.weights(), config.guidance, config, s.rng, this.K);
-      const done = s.appendColumn(tokens);
-      if (done) feedCodec(s, done, this.sink);
-      if (s.finishStep(now)) this.batch.markDirty();
+    let rows = 0;
+    if (selected.length > 0) {
+      const step = await decodeStep(this.setup, this.batch, selected);
+      decoderMs += step.ms;
+      rows = step.rows;
+      writeKv(this.pool, step);
+      for (const s of selected) {
+        const first = this.batch.firstRow(s) - step.first;
+        const { config } = s;
+        const tokens = guideAndSample(this.scores, step.logits, first, s.layout, s.mix.weights(), config.guidance, config, s.rng, this.K);
+        const done = s.appendColumn(tokens);
+        if (done) feedCodec(s, done, this.sink);
+        if (s.finishStep(now)) this.batch.markDirty();
+      }
     }
+    // Audio goes out as soon as its frames are known, also from streams whose rows are still being built
+    // (an audio prompt's or a resumed stream's frames).
     let codecMs = 0;
-    for (const s of selected) codecMs += await packetize(s, this.timing, this.sink, this.options.now);
-    return { streams: selected.length, rows: step.rows, prefillTokens, decoderMs, codecMs, totalMs: performance.now() - started };
+    for (const s of [...picked, ...building]) codecMs += await packetize(s, this.timing, this.sink, this.options.now);
+    return { streams: selected.length, rows, prefillTokens, decoderMs, codecMs, totalMs: performance.now() - started };
   }
 
   /** The row pool as laid out now. */

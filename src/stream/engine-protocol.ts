@@ -16,17 +16,23 @@ export interface WorkerModelOptions {
 
 export interface EngineWorkerData extends WorkerModelOptions {
   engine: Partial<Omit<EngineOptions, 'now'>>;
+  /** Accept 'fault' requests (tests and drills of the engine's restart). */
+  faults?: boolean;
 }
+
+/** A failure a 'fault' request causes: an exception in the next step, or the worker's abrupt exit. */
+export type EngineFault = 'step' | 'exit';
 
 export type EngineRequest =
   | { type: 'create'; id: string; spec: StreamSpec }
-  | { type: 'prompts'; id: string; prompts: WeightedPrompt[]; transitionMs: number }
-  | { type: 'config'; id: string; config: Partial<GenerationConfig> }
+  | { type: 'prompts'; id: string; prompts: WeightedPrompt[]; transitionMs: number; tag: number }
+  | { type: 'config'; id: string; config: Partial<GenerationConfig>; tag: number }
   | { type: 'playback'; id: string; action: PlaybackAction }
   | { type: 'idle'; id: string; idle: boolean }
   | { type: 'close'; id: string }
   | { type: 'status'; id: string }
   | { type: 'stats' }
+  | { type: 'fault'; fault: EngineFault }
   | { type: 'shutdown' };
 
 export interface EngineStats {
@@ -46,12 +52,14 @@ export interface EngineModelInfo {
 }
 
 export type EngineEvent =
-  | { type: 'ready'; model: EngineModelInfo }
+  /** keepFrames: the frames of history the engine keeps on a re-prime (and a resume starts from). */
+  | { type: 'ready'; model: EngineModelInfo; keepFrames: number }
   | { type: 'fatal'; message: string }
   | { type: 'log'; message: string }
   | { type: 'reply'; req: number; result?: unknown; error?: { code: string; message: string } }
-  | { type: 'packets'; id: string; packets: StampedPacket[] }
+  | { type: 'packets'; id: string; packets: StampedPacket[]; leadMs: number }
   | { type: 'applied'; id: string; event: AppliedEvent }
   | { type: 'codes'; id: string; frame: number; codes: number[] }
+  | { type: 'history'; id: string; first: number; codes: number[][] }
   | { type: 'error'; id: string; code: string; message: string }
   | { type: 'step'; report: StepReport };

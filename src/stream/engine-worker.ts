@@ -65,18 +65,19 @@ try {
     new CachedTextEncoder((t) => text.encode(t)),
     { ...defaultEngineOptions(model), ...data.engine },
     {
-      packets: (id, packets) => {
+      packets: (id, packets, leadMs) => {
         // Each packet gets a buffer of its own, so that transferring it moves nothing else.
         const own = packets.map((p) =>
           p.data.byteOffset === 0 && p.data.byteLength === p.data.buffer.byteLength ? p : { ...p, data: p.data.slice() },
         );
         post(
-          { type: 'packets', id, packets: own },
+          { type: 'packets', id, packets: own, leadMs },
           own.map((p) => p.data.buffer as ArrayBuffer),
         );
       },
       applied: (id, event) => post({ type: 'applied', id, event }),
       codes: (id, frame, codes) => post({ type: 'codes', id, frame, codes }),
+      history: (id, first, codes) => post({ type: 'history', id, first, codes }),
       error: (id, code, message) => post({ type: 'error', id, code, message }),
     },
   );
@@ -88,6 +89,8 @@ try {
 let wake: (() => void) | null = null;
 let closing = false;
 let steps = 0;
+/** Set by a 'fault' request: the next step throws. */
+let failNextStep = false;
 
 port.on('message', (msg: { req: number } & EngineRequest) => {
   void handle(msg).then(
@@ -103,9 +106,9 @@ async function handle(msg: EngineRequest): Promise<unknown> {
     case 'create':
       return core.createStream(msg.id, msg.spec);
     case 'prompts':
-      return core.setPrompts(msg.id, msg.prompts, msg.transitionMs);
+      return core.setPrompts(msg.id, msg.prompts, msg.transitionMs, msg.tag);
     case 'config':
-      return core.setConfig(msg.id, msg.config);
+      return core.setConfig(msg.id, msg.config, msg.tag);
     case 'playback':
       return core.playback(msg.id, msg.action);
     case 'idle':
@@ -116,6 +119,11 @@ async function handle(msg: EngineRequest): Promise<unknown> {
       return core.status(msg.id);
     case 'stats':
       return { streams: core.streamCount, poolBytes: core.poolBytes, steps };
+    case 'fault':
+      if (!data.faults) throw Object.assign(new Error('fault requests are off (EngineStartOptions.faults)'), { code: 'ENGINE_INTERNAL' });
+      if (msg.fault === 'exit') process.exit(70);
+      failNextStep = true;
+      return undefined;
     case 'shutdown':
       closing = true;
       return undefined;
@@ -125,6 +133,7 @@ async function handle(msg: EngineRequest): Promise<unknown> {
 const info = model.config;
 post({
   type: 'ready',
+  keepFrames: core.options.keepFrames,
   model: {
     name: model.name,
     random: model.random,
@@ -151,13 +160,17 @@ while (!closing) {
     continue;
   }
   try {
+    if (failNextStep) throw new Error('fault injected by a fault request');
     const report = await core.step();
     if (report.streams > 0) {
       steps++;
       post({ type: 'step', report });
     }
   } catch (err) {
+    // A failed step may have left any stream half-advanced: the worker ends, and the engine starts a new
+    // one that resumes every stream from what it last reported (engine.ts).
     post({ type: 'fatal', message: `step failed: ${(err as Error).stack ?? err}` });
+    process.exit(1);
   }
   await new Promise((r) => setImmediate(r));
 }

@@ -8,6 +8,8 @@ export class LeadClock {
   #emittedMs = 0;
   #underruns = 0;
   #pausedAt: number | null = null;
+  /** Wall time at which the first packet is due, when not at once (a resumed stream's listener has a buffer). */
+  #firstDue: number | null = null;
 
   /** False until the first packet after a start (or a stop) has gone out. */
   get anchored(): boolean {
@@ -49,9 +51,15 @@ export class LeadClock {
     this.#pausedAt = null;
   }
 
-  /** `ms` of audio went out at `now`; the first after a start is due at once. */
+  /** The first packet is due at wall time `at` (not at once): a resumed stream's listener still has audio. */
+  firstDueAt(at: number): void {
+    this.#firstDue = at;
+  }
+
+  /** `ms` of audio went out at `now`; the first after a start is due at once (or at firstDueAt). */
   sent(ms: number, now: number): void {
-    this.#anchor ??= now - this.#emittedMs;
+    this.#anchor ??= Math.max(now, this.#firstDue ?? now) - this.#emittedMs;
+    this.#firstDue = null;
     this.#emittedMs += ms;
   }
 }

@@ -23,9 +23,9 @@ const OPUS_SET_SIGNAL = 4024;
 const OPUS_SIGNAL_MUSIC = 3002;
 
 export interface OpusPacket {
-  /** 0, 1, 2, ... for the packets of one packetizer. */
+  /** firstSeq, firstSeq + 1, ... for the packets of one packetizer. */
   seq: number;
-  /** 48 kHz sample index (in the pushed input) of the packet's first sample: seq * 960. */
+  /** 48 kHz sample index of the packet's first sample: seq * 960 (the pushed input starts at firstSeq's). */
   pts: number;
   data: Uint8Array;
 }
@@ -36,6 +36,8 @@ export interface OpusPacketizerOptions {
   bitrate: number;
   /** libopus complexity 0..10 (default: libopus's own, 10 at this rate). */
   complexity?: number;
+  /** seq of the first packet (default 0): a stream that goes on from a packet already sent (resume.ts). */
+  firstSeq?: number;
 }
 
 function checkBitrate(bps: number): void {
@@ -54,7 +56,8 @@ export class OpusPacketizer {
   /** Interleaved int16 frame handed to the encoder; always exactly PACKET_SAMPLES * channels samples. */
   private readonly pcm: Buffer;
   private readonly pcm16: Int16Array;
-  private seq = 0;
+  private readonly firstSeq: number;
+  private seq: number;
   private pushed = 0;
   private flushed = false;
 
@@ -73,6 +76,10 @@ export class OpusPacketizer {
       this.encoder.applyEncoderCTL(OPUS_SET_COMPLEXITY, options.complexity);
     }
     this.encoder.setBitrate(options.bitrate);
+    this.firstSeq = options.firstSeq ?? 0;
+    if (!Number.isInteger(this.firstSeq) || this.firstSeq < 0)
+      throw new RangeError(`firstSeq must be an integer >= 0 (got ${this.firstSeq})`);
+    this.seq = this.firstSeq;
   }
 
   /** Total mono samples pushed so far (the real audio length; the Ogg end granule is preSkip + this). */
@@ -82,7 +89,7 @@ export class OpusPacketizer {
 
   /** Packets produced so far. */
   get packetsOut(): number {
-    return this.seq;
+    return this.seq - this.firstSeq;
   }
 
   setBitrate(bps: number): void {
@@ -121,7 +128,7 @@ export class OpusPacketizer {
     const out: OpusPacket[] = [];
     if (this.pushed === 0) return out; // no audio: nothing to drain
     const needed = this.pushed + this.preSkip;
-    while (this.seq * PACKET_SAMPLES < needed) {
+    while (this.packetsOut * PACKET_SAMPLES < needed) {
       this.pending.fill(0, this.fill);
       this.fill = PACKET_SAMPLES;
       out.push(this.encodeFrame(this.pending));

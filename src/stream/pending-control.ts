@@ -14,6 +14,8 @@ export class PendingControl {
     readonly transitionMs: number,
     /** The whole new config, or undefined when only the prompts change. */
     readonly config: GenerationConfig | undefined,
+    /** The requester's tag, echoed by the applied event (AppliedEvent.tag). */
+    readonly tag?: number,
   ) {
     this.#missing = new Set(prompts?.map((p) => p.text));
   }

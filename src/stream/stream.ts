@@ -12,6 +12,7 @@ import type { PendingControl } from './pending-control.ts';
 import { ProgressMeter } from './progress-meter.ts';
 import { PromptMix } from './prompt-mix.ts';
 import type { Resampler } from './resampler.ts';
+import type { ResumeSplice } from './resume.ts';
 import { Rng } from './rng.ts';
 import { RowLayout } from './row-layout.ts';
 import type { PromptEncoding } from './row-pool.ts';
@@ -30,6 +31,10 @@ export interface StreamParts {
   packetizer: OpusPacketizer;
   /** Emit each frame's codes. */
   tapCodes: boolean;
+  /** Version of the controls in effect at the start (a resumed stream's; default 0). */
+  control?: number;
+  /** A resumed stream's cut into its restarted audio chain (resume.ts). */
+  splice?: ResumeSplice;
 }
 
 export class Stream {
@@ -38,6 +43,7 @@ export class Stream {
   readonly resampler: Resampler;
   readonly packetizer: OpusPacketizer;
   readonly tapCodes: boolean;
+  readonly splice: ResumeSplice | null;
   readonly #codebooks: number;
   readonly #pad: number;
 
@@ -63,6 +69,8 @@ export class Stream {
   #preparing: { text: string; encoding: PromptEncoding }[] = [];
   /** Absolute index of the next frame to complete: where the audio timeline continues after a reset. */
   #nextFrame = 0;
+  /** Frames completed since takeNewFrames(): [absolute index of the first, its codes...]. */
+  #newFrames: { first: number; codes: number[][] } | null = null;
   readonly #clock = new LeadClock();
   readonly #timeline = new ControlTimeline();
   readonly #progress = new ProgressMeter();
@@ -73,6 +81,8 @@ export class Stream {
     this.resampler = parts.resampler;
     this.packetizer = parts.packetizer;
     this.tapCodes = parts.tapCodes;
+    this.splice = parts.splice ?? null;
+    this.#control = parts.control ?? 0;
     this.#codebooks = parts.codebooks;
     this.#pad = parts.pad;
     this.#prompts = parts.prompts;
@@ -295,6 +305,22 @@ export class Stream {
     return complete;
   }
 
+  /**
+   * Goes on from a resumed stream's last frames [frame][k], the first being absolute frame `firstFrame`:
+   * they become the history (rows built again from it), and those complete in it from `codecFrom` on go
+   * to the codec. The rest complete as the next steps pass them.
+   */
+  resumeFrom(frames: number[][], firstFrame: number, codecFrom: number, firstDueAt: number): void {
+    this.#clock.firstDueAt(firstDueAt);
+    this.#history = new TokenHistory(this.#codebooks, this.#pad, firstFrame);
+    this.#nextFrame = firstFrame;
+    for (const done of this.startFromAudio(frames)) {
+      if (done.frame >= codecFrom) this.completeFrame(done.frame, done.codes);
+      else this.#nextFrame = done.frame + 1;
+    }
+    this.#newFrames = null; // known to whoever resumed the stream
+  }
+
   /** When the history fills the window: keeps its last `keep` frames; the rows are built again from them. */
   reprimeIfFull(window: number, keep: number): void {
     if (this.#history.position < window) return;
@@ -314,6 +340,15 @@ export class Stream {
     this.codec.push(codes);
     this.#timeline.markIfUnset(frame, this.#control);
     this.#nextFrame = frame + 1;
+    if (this.#newFrames && this.#newFrames.first + this.#newFrames.codes.length === frame) this.#newFrames.codes.push(codes);
+    else this.#newFrames = { first: frame, codes: [codes] };
+  }
+
+  /** The frames completed since the last call (contiguous; a gap starts a new run), or null. */
+  takeNewFrames(): { first: number; codes: number[][] } | null {
+    const frames = this.#newFrames;
+    this.#newFrames = null;
+    return frames;
   }
 
   /** After the step's column: ramps advance one frame; true when a prompt was dropped (the rows change). */
