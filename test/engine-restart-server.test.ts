@@ -91,7 +91,9 @@ describe('engine worker death under a running server', () => {
     // (1.5 s, and up to a codec chunk more), not that plus what the listener still had when the worker
     // died (the new worker goes on from the listener's buffer, it does not fill a second one).
     const buffered = packetSeqs(radio).length * 20 - (performance.now() - firstAudio);
-    console.log(`longest wait for radio audio across the restart: ${Math.round(Math.max(...gaps))} ms; buffered after: ${Math.round(buffered)} ms`);
+    console.log(
+      `longest wait for radio audio across the restart: ${Math.round(Math.max(...gaps))} ms; buffered after: ${Math.round(buffered)} ms`,
+    );
     expect(buffered).toBeLessThan(1500 + 400);
 
     const dead = logLines.find((l) => /engine worker died/.test(l.msg))!;
