@@ -119,6 +119,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private restartCount = 0;
   /** The latest error the worker raised, for the reason of its death. */
   private lastError: string | null = null;
+  /** Set when a new worker died while the streams were being created in it. */
+  private diedWhileRestarting: string | null = null;
   private exited: Promise<void> = Promise.resolve();
   /** Settles when the restart under way (if any) has finished. */
   private restarted: Promise<void> = Promise.resolve();
@@ -159,6 +161,11 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** True while a new worker is starting (requests wait for it). */
   get restarting(): boolean {
     return this.state === 'restarting';
+  }
+
+  /** close() was called, or the engine gave up (a getter: the state changes across a restart's awaits). */
+  private get stopped(): boolean {
+    return this.state === 'stopped';
   }
 
   /** True while a worker runs and takes requests (not restarting, not stopped). */
@@ -261,69 +268,86 @@ export class Engine extends EventEmitter<EngineEvents> {
     worker.on('exit', (code) => {
       exited();
       if (this.worker !== worker) return;
-      if (this.state === 'stopped') {
-        for (const w of this.waiting.values()) w.reject(new EngineError('ENGINE_STOPPED', `engine worker exited (code ${code})`));
-        this.waiting.clear();
+      const reason = this.lastError ?? `engine worker exited with code ${code}`;
+      this.lastError = null;
+      if (this.state === 'running') {
+        void this.restart(reason);
         return;
       }
-      void this.restart(this.lastError ?? `engine worker exited with code ${code}`);
+      // Stopped, or a new worker died while the streams were being created in it (the restart tries again).
+      if (this.state === 'restarting') this.diedWhileRestarting = reason;
+      const err = new EngineError(this.state === 'stopped' ? 'ENGINE_STOPPED' : 'ENGINE_RESTARTING', `engine worker exited (code ${code})`);
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
     });
   }
 
   /**
-   * A new worker in place of the dead one, and every stream created in it again. Requests the dead worker
-   * did not answer, and those made meanwhile: the ones whose effect the records hold (creates, steering,
-   * playback, idleness of the streams created again) are answered once the streams are back, the others
-   * are sent to the new worker then; queries the dead worker did not answer fail.
+   * A new worker in place of the dead one, and every stream created in it again (again with another worker
+   * if that one dies too, up to the crash-loop limit). Requests the dead worker did not answer, and those
+   * made meanwhile: the ones whose effect the records hold (creates, steering, playback, idleness of the
+   * streams created again) are answered once the streams are back, the others are sent to the new worker
+   * then; queries the dead worker did not answer fail.
    */
-  private async restart(reason: string): Promise<void> {
+  private async restart(firstReason: string): Promise<void> {
     const started = performance.now();
     this.state = 'restarting';
     let done!: () => void;
     this.restarted = new Promise((r) => {
       done = r;
     });
+    const covered: Waiter[] = [];
+    let reason = firstReason;
     try {
-      await this.replaceWorker(reason, started);
+      for (;;) {
+        this.takeUnanswered(reason, covered);
+        this.emit('crashed', reason);
+        const now = Date.now();
+        this.deaths.push(now);
+        while (this.deaths[0]! < now - RESTART_WINDOW_MS) this.deaths.shift();
+        if (this.deaths.length > MAX_RESTARTS)
+          return this.fail(`the engine worker died ${this.deaths.length} times within ${RESTART_WINDOW_MS / 1000} s (last: ${reason})`, covered);
+        let ready: ReadyWorker;
+        try {
+          ready = await spawnWorker(this.data, this.log);
+        } catch (err) {
+          return this.fail(`the engine worker could not start again: ${(err as Error).message}`, covered);
+        }
+        this.worker = ready.worker;
+        this.diedWhileRestarting = null;
+        this.attach(ready.worker);
+        const records = this.stopped ? [] : [...this.records.values()];
+        const back = await Promise.all(records.map((r) => this.respawn(r)));
+        if (this.stopped) {
+          // close() came meanwhile: it shuts the new worker down.
+          for (const w of covered) w.reject(new EngineError('ENGINE_STOPPED', 'the engine has stopped'));
+          return;
+        }
+        if (this.diedWhileRestarting !== null) {
+          reason = this.diedWhileRestarting;
+          continue;
+        }
+        this.finishRestart(records.filter((_, i) => back[i]).map((r) => r.id), covered, started);
+        return;
+      }
     } finally {
       done();
     }
   }
 
-  private async replaceWorker(reason: string, started: number): Promise<void> {
-    this.lastError = null;
-    const unanswered = [...this.waiting.values()];
+  /** Moves the requests the dead worker did not answer into `covered`, except queries, which fail. */
+  private takeUnanswered(reason: string, covered: Waiter[]): void {
+    for (const w of this.waiting.values()) {
+      if (w.type === 'status' || w.type === 'stats') w.reject(new EngineError('ENGINE_RESTARTING', `engine worker died: ${reason}`));
+      else covered.push(w);
+    }
     this.waiting = new Map();
-    const isQuery = (w: Waiter) => w.type === 'status' || w.type === 'stats';
-    for (const w of unanswered) if (isQuery(w)) w.reject(new EngineError('ENGINE_RESTARTING', `engine worker died: ${reason}`));
-    const covered = unanswered.filter((w) => !isQuery(w));
-    this.emit('crashed', reason);
-    const now = Date.now();
-    this.deaths.push(now);
-    while (this.deaths[0]! < now - RESTART_WINDOW_MS) this.deaths.shift();
-    if (this.deaths.length > MAX_RESTARTS)
-      return this.fail(
-        `the engine worker died ${this.deaths.length} times within ${RESTART_WINDOW_MS / 1000} s (last: ${reason})`,
-        covered,
-      );
-    let ready: ReadyWorker;
-    try {
-      ready = await spawnWorker(this.data, this.log);
-    } catch (err) {
-      return this.fail(`the engine worker could not start again: ${(err as Error).message}`, covered);
-    }
-    this.worker = ready.worker;
-    this.attach(ready.worker);
-    if ((this.state as string) === 'stopped') {
-      // close() came while the new worker loaded: it shuts that one down.
-      for (const w of covered) w.reject(new EngineError('ENGINE_STOPPED', 'the engine has stopped'));
-      return;
-    }
-    const records = [...this.records.values()];
-    const back = await Promise.all(records.map((r) => this.respawn(r)));
+  }
+
+  private finishRestart(respawnedIds: string[], covered: Waiter[], started: number): void {
+    const respawned = new Set(respawnedIds);
     this.restartCount++;
     this.state = 'running';
-    const respawned = new Set(records.filter((_, i) => back[i]).map((r) => r.id));
     for (const w of covered) {
       if (w.type === 'create' && !respawned.has(w.id!)) w.reject(new EngineError('ENGINE_STOPPED', `stream ${w.id} could not be created`));
       else w.resolve(undefined);
@@ -336,7 +360,10 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.emit('restarted', { streams: respawned.size, ms: performance.now() - started, restarts: this.restartCount });
   }
 
-  /** Creates a record's stream in the new worker, then sends its unapplied controls in order; false if it could not. */
+  /**
+   * Creates a record's stream in the new worker, then sends its unapplied controls in order. False if the
+   * stream could not be created (it is forgotten); also false, the record kept, if the worker died meanwhile.
+   */
   private async respawn(record: StreamRecord): Promise<boolean> {
     const { spec, controls } = record.respawn(performance.now());
     const send = (msg: EngineRequest, transfer: ArrayBuffer[] = []) =>
@@ -346,8 +373,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       await Promise.all(controls.map((c: UnappliedControl) => send(controlRequest(record.id, c))));
       return true;
     } catch (err) {
-      this.records.delete(record.id);
       const e = err as Error & { code?: string };
+      if (e.code === 'ENGINE_RESTARTING' || e.code === 'ENGINE_STOPPED') return false;
+      this.records.delete(record.id);
       this.emit('streamError', record.id, e.code ?? 'ENGINE_INTERNAL', `could not resume the stream after an engine restart: ${e.message}`);
       return false;
     }
