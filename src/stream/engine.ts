@@ -306,7 +306,10 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.deaths.push(now);
         while (this.deaths[0]! < now - RESTART_WINDOW_MS) this.deaths.shift();
         if (this.deaths.length > MAX_RESTARTS)
-          return this.fail(`the engine worker died ${this.deaths.length} times within ${RESTART_WINDOW_MS / 1000} s (last: ${reason})`, covered);
+          return this.fail(
+            `the engine worker died ${this.deaths.length} times within ${RESTART_WINDOW_MS / 1000} s (last: ${reason})`,
+            covered,
+          );
         let ready: ReadyWorker;
         try {
           ready = await spawnWorker(this.data, this.log);
@@ -327,7 +330,11 @@ export class Engine extends EventEmitter<EngineEvents> {
           reason = this.diedWhileRestarting;
           continue;
         }
-        this.finishRestart(records.filter((_, i) => back[i]).map((r) => r.id), covered, started);
+        this.finishRestart(
+          records.filter((_, i) => back[i]).map((r) => r.id),
+          covered,
+          started,
+        );
         return;
       }
     } finally {
