@@ -1,7 +1,7 @@
 // `npm run bench`: throughput, latency, codec cost and memory of the streaming engine, for the tiny
 // preset, the embedded demo model and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints
 // tables and writes JSON (bench/results.json, or --out FILE). `--quick` leaves musicgen-small out;
-// `--only throughput,latency,prompt-change,window,quality,codec` runs some parts (written only with --out).
+// `--only throughput,latency,prompt-change,window,quality,codec,restart` runs some parts (written only with --out).
 //
 // Throughput drives the engine's step loop in-process with every stream stepping each round (capacity,
 // not pacing); latency and event-loop delay go through the real worker Engine as the server uses it.
@@ -27,7 +27,7 @@ import { defaultEngineOptions, keepFramesFor } from '../src/stream/engine-option
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
-const PARTS = ['throughput', 'steady', 'latency', 'prompt-change', 'window', 'quality', 'codec'] as const;
+const PARTS = ['throughput', 'steady', 'latency', 'prompt-change', 'window', 'quality', 'codec', 'restart'] as const;
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
 const only = args.only?.split(',') ?? [...PARTS];
 for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(', ')})`);
@@ -233,6 +233,53 @@ async function latency(v: Variant, streams: number): Promise<unknown> {
     eventLoopDelayP99Ms: histogram.percentile(99) / 1e6,
     eventLoopDelayMaxMs: histogram.max / 1e6,
     underruns: underruns.reduce((a, b) => a + b, 0),
+  };
+}
+
+// ---- restart: the engine worker dies (an abrupt exit) and every stream resumes in a new one ---------
+async function restart(v: Variant, streams: number): Promise<Record<string, number>> {
+  const leadTargetMs = 1500;
+  const engine = await Engine.start({
+    modelDir: checkpoint(v.preset),
+    precision: v.precision,
+    cacheDir,
+    faults: true,
+    engine: { windowFrames: 500, keepFrames: 200, leadTargetMs },
+  });
+  // A listener per stream that starts playing its first packet on arrival and plays on in real time: a
+  // packet that arrives after it is due is one the listener waited for (an underrun).
+  const listeners = new Map<string, { start: number; last: number; late: number; worstMs: number }>();
+  let died = 0;
+  const gaps: number[] = [];
+  engine.on('packets', (id, packets) => {
+    const now = performance.now();
+    const l = listeners.get(id) ?? { start: now, last: now, late: 0, worstMs: 0 };
+    listeners.set(id, l);
+    for (const p of packets) {
+      const lateMs = now - (l.start + p.seq * 20);
+      if (lateMs > 0) l.late++;
+      l.worstMs = Math.max(l.worstMs, lateMs);
+    }
+    if (died > 0 && l.last < died) gaps.push(now - l.last);
+    l.last = now;
+  });
+  const restarted = new Promise<{ ms: number }>((r) => engine.once('restarted', r));
+  for (let i = 0; i < streams; i++)
+    await engine.createStream(`s${i}`, { prompts: [{ text: PROMPTS[i % PROMPTS.length]!, weight: 1 }], config: { seed: i } });
+  await new Promise((r) => setTimeout(r, 6000)); // every lead filled
+  for (const l of listeners.values()) l.late = 0; // a slow start is not the restart's
+  died = performance.now();
+  void engine.injectFault('exit');
+  const { ms } = await restarted;
+  await new Promise((r) => setTimeout(r, 6000));
+  await engine.close();
+  const all = [...listeners.values()];
+  return {
+    streams,
+    restartMs: ms,
+    gapMaxMs: Math.max(...gaps),
+    latePackets: all.reduce((a, l) => a + l.late, 0),
+    worstLateMs: Math.max(0, ...all.map((l) => l.worstMs)),
   };
 }
 
@@ -634,6 +681,24 @@ try {
   if (only.includes('codec')) {
     out.codec = [await codecLinearity('tiny', 10), await codecLinearity('demo', 10)];
     if (!args.quick) (out.codec as unknown[]).push(await codecLinearity('small', 2));
+  }
+  if (only.includes('restart')) {
+    const runs: Record<string, unknown>[] = [];
+    for (const n of [1, 4, 8]) runs.push({ variant: 'demo fp32', ...(await restart({ preset: 'demo', precision: 'fp32' }, n)) });
+    if (!args.quick) runs.push({ variant: 'small q4', ...(await restart({ preset: 'small', precision: 'q4' }, 1)) });
+    out.restart = runs;
+    table(
+      'Engine worker killed mid-stream (lead target 1.5 s, window 500): until every stream is back, and what listeners saw',
+      ['variant', 'streams', 'restart ms', 'longest packet gap ms', 'late packets', 'worst lateness ms'],
+      runs.map((r) => [
+        String(r.variant),
+        Number(r.streams),
+        Number(r.restartMs).toFixed(0),
+        Number(r.gapMaxMs).toFixed(0),
+        Number(r.latePackets),
+        Number(r.worstLateMs).toFixed(0),
+      ]),
+    );
   }
   Object.assign(results, out);
   // bench/results.json holds one whole run; a partial one (--only) is written only where --out says.
