@@ -176,7 +176,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   createStream(id: string, spec: StreamSpec): Promise<void> {
     if (this.records.has(id)) return Promise.reject(new Error(`stream ${id} exists`));
     this.records.set(id, new StreamRecord(id, spec, this.keepFrames, this.model.frameRate / SAMPLE_RATE));
-    const created = this.request({ type: 'create', id, spec }, spec.audioPrompt ? [spec.audioPrompt.buffer as ArrayBuffer] : []);
+    const created = this.request({ type: 'create', id, spec }, createTransfer(spec));
     return created.then(
       () => undefined,
       (err: Error) => {
@@ -376,7 +376,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     const send = (msg: EngineRequest, transfer: ArrayBuffer[] = []) =>
       new Promise<unknown>((resolve, reject) => this.post(this.worker, msg, transfer, { type: msg.type, resolve, reject }));
     try {
-      await send({ type: 'create', id: record.id, spec }, spec.audioPrompt ? [spec.audioPrompt.buffer as ArrayBuffer] : []);
+      await send({ type: 'create', id: record.id, spec }, createTransfer(spec));
       await Promise.all(controls.map((c: UnappliedControl) => send(controlRequest(record.id, c))));
       return true;
     } catch (err) {
@@ -441,6 +441,11 @@ export class Engine extends EventEmitter<EngineEvents> {
         break;
     }
   }
+}
+
+/** What a create request moves to the worker instead of copying: the audio prompt's buffer. */
+function createTransfer(spec: StreamSpec): ArrayBuffer[] {
+  return spec.audioPrompt ? [spec.audioPrompt.buffer as ArrayBuffer] : [];
 }
 
 function controlRequest(id: string, c: UnappliedControl): EngineRequest {
