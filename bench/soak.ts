@@ -39,9 +39,9 @@ const HOSTILE = 3;
 // ---- the server ---------------------------------------------------------------------------------
 async function startServerProcess(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
-    process.execPath,
+    'bin/riverrun',
     // Every client here is 127.0.0.1: let that one address take all 6 sessions (the default is 4 per address).
-    [...['bin/riverrun', 'serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6'], ...['--log-level', 'info']],
+    [...['serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6'], ...['--log-level', 'info']],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

@@ -1,7 +1,7 @@
 // `riverrun serve` as a real process: it starts on the given model, and SIGTERM stops it cleanly:
 // clients are told (error shutting_down, close 1001), live Ogg ends with an EOS page, exit code 0.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,9 @@ describe('riverrun serve', () => {
       port = Number(/"port":(\d+)/.exec(log)?.[1] ?? 0);
       await new Promise((r) => setTimeout(r, 100));
     }
+
+    // bin/riverrun fixes malloc's mmap threshold (docs/reliability.md, finding 8) for the node it runs.
+    expect(readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_MMAP_THRESHOLD_=131072');
 
     const client = await TestClient.connect(`ws://127.0.0.1:${port}/v1/ws`);
     client.send({ type: 'setup', listen: 'radio' });
