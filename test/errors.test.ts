@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLIENT_EVENT_ERRORS, CONNECT_ERRORS } from '../clients/sdk/errors.ts';
 import { USAGE_ERRORS } from '../src/cli/usage-error.ts';
+import { CLUSTER_ERRORS } from '../src/cluster/cluster-errors.ts';
 import type { ErrorCodeSpec, ErrorRegistry } from '../src/errors.ts';
 import { CHECKPOINT_ERRORS } from '../src/models/errors.ts';
 import { HUB_ERRORS } from '../src/models/hub.ts';
@@ -22,6 +23,7 @@ const REGISTRIES: Record<string, ErrorRegistry> = {
   CODEC_STREAM_ERRORS,
   CHECKPOINT_ERRORS,
   HUB_ERRORS,
+  CLUSTER_ERRORS,
   USAGE_ERRORS,
 };
 /** Families whose codes travel in protocol v1's `code` fields: lower_snake. */

@@ -169,6 +169,7 @@ describe('parseClientMessage: types and fields', () => {
       [{ type: 'setup', listen: 'lofi', model: 'large' }, 'model'],
       [{ type: 'setup', session: { prompts: [prompt('a')], bpm: 120 } }, 'session.bpm'],
       [{ type: 'setup', session: { config: { temperature: 1, top_k: 40 } } }, 'session.config.top_k'],
+      [{ type: 'setup', resume: { session: 's', token: 't', seq: 3 } }, 'resume.seq'],
       [{ type: 'prompts', prompts: [{ text: 'a', weight: 1, mute: true }] }, 'prompts[0].mute'],
       [{ type: 'config', config: { bpm: 120 } }, 'config.bpm'],
       [{ type: 'playback', action: 'play', at: 0 }, 'at'],
@@ -265,6 +266,14 @@ describe('parseClientMessage: types and fields', () => {
       [{ type: 'setup', session: { prompts: 'jazz' } }, 'session.prompts'],
       [{ type: 'setup', session: { config: [] } }, 'session.config'],
       [{ type: 'setup', session: { config: { seed: -1 } } }, 'session.config.seed'],
+      [{ type: 'setup', resume: 'abc' }, 'resume'],
+      [{ type: 'setup', session: {}, resume: { session: 's', token: 't' } }, 'resume'],
+      [{ type: 'setup', listen: 'lofi', resume: { session: 's', token: 't' } }, 'resume'],
+      [{ type: 'setup', resume: { token: 't' } }, 'resume.session'],
+      [{ type: 'setup', resume: { session: 's' } }, 'resume.token'],
+      [{ type: 'setup', resume: { session: '', token: 't' } }, 'resume.session'],
+      [{ type: 'setup', resume: { session: 's', token: 't'.repeat(129) } }, 'resume.token'],
+      [{ type: 'setup', resume: { session: 7, token: 't' } }, 'resume.session'],
       // prompts
       [{ type: 'prompts' }, 'prompts'],
       [{ type: 'prompts', prompts: null }, 'prompts'],
@@ -435,6 +444,11 @@ describe('parseClientMessage: valid messages', () => {
   it('every message may carry an id (a string of 1..64 characters), which parsing keeps', () => {
     const id = '☃'.repeat(64);
     expect(parseClientMessage(pack({ type: 'setup', listen: 'lofi', id }))).toStrictEqual({ type: 'setup', listen: 'lofi', id });
+    expect(parseClientMessage(pack({ type: 'setup', resume: { session: 'session:1', token: 'k' }, id }))).toStrictEqual({
+      type: 'setup',
+      resume: { session: 'session:1', token: 'k' },
+      id,
+    });
     expect(parseClientMessage(pack({ type: 'playback', action: 'play', id: 'p' }))).toStrictEqual({
       type: 'playback',
       action: 'play',
@@ -521,8 +535,9 @@ describe('error registry', () => {
     expect(isErrorCode('__proto__')).toBe(false);
   });
 
-  it('has every code the protocol issue names', () => {
+  it("has every code the protocol issue names, and the cluster issue's no_session", () => {
     const named = [
+      'no_session',
       'bad_message',
       'unknown_type',
       'invalid_field',

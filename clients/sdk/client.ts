@@ -12,6 +12,8 @@
 // application asked for and the server has not confirmed yet. A new connection's setup carries
 // `confirmed` (so setup never carries something the server refused), then `desired` is sent again, and a
 // pause or stop is re-applied. A steering error about prompts or config drops the refused request.
+// A session on a cluster comes back with its resume handle instead (setup.resume): the server it reaches
+// takes the session up where it stood, steering included; if the session is gone, a new one is opened.
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts';
 import { CLOSE_CODES } from '../../src/protocol/errors.ts';
 import { backoffDelay, isRetryable, type ReconnectOptions, reconnectOptions } from '../../src/protocol/reconnect.ts';
@@ -26,13 +28,14 @@ import type {
   GenerationConfig,
   PongMessage,
   PromptsInput,
+  ResumeHandle,
   RiverrunErrorEvent,
   RiverrunEvents,
   SetupCompleteMessage,
   StatusMessage,
   WeightedPrompt,
 } from './types.ts';
-import { normalizeUrl, resolveWebSocket, type WebSocketConstructor, type WebSocketLike, WS_OPEN } from './websocket.ts';
+import { normalizeUrl, resolveWebSocket, type WebSocketConstructor, type WebSocketLike, WS_OPEN, withSessionParam } from './websocket.ts';
 
 interface PendingPing {
   sentAt: number;
@@ -92,6 +95,13 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
   private desired: { prompts?: { prompts: WeightedPrompt[]; transitionMs?: number }; config?: Partial<GenerationConfig> } = {};
   private playback: PersistentPlayback = 'play';
   private _setup: SetupCompleteMessage | null = null;
+  /**
+   * A session on a cluster: what takes it up again after a drop, on whichever server the front picks
+   * (setup_complete.resume). Null once the server says the session is gone (a new one is opened then).
+   */
+  private resumeHandle: ResumeHandle | null = null;
+  /** Whether the current socket's setup is a resume. */
+  private resuming = false;
   private _applied: AppliedMessage | null = null;
   private _status: StatusMessage | null = null;
 
@@ -290,10 +300,13 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     }
     if (this._state !== 'connecting') return; // closed meanwhile
     let ws: WebSocketLike;
+    this.resuming = this.resumeHandle !== null;
+    // A resuming connection names its session in the URL, for a front that routes on it (infra/haproxy).
+    const url = this.resumeHandle ? withSessionParam(this.url, this.resumeHandle.session) : this.url;
     try {
-      ws = new WebSocketImpl(this.url);
+      ws = new WebSocketImpl(url);
     } catch (err) {
-      this.fail(new RiverrunConnectError('CONNECT_FAILED', `cannot open ${this.url}: ${(err as Error).message}`, CLOSE_CODES.ABNORMAL));
+      this.fail(new RiverrunConnectError('CONNECT_FAILED', `cannot open ${url}: ${(err as Error).message}`, CLOSE_CODES.ABNORMAL));
       return;
     }
     this.ws = ws;
@@ -322,7 +335,8 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
   private setupMessage(): Record<string, unknown> & { type: string } {
     const opts = this.opts!;
     const msg: Record<string, unknown> & { type: string } = { type: 'setup', token: opts.token };
-    if (opts.listen !== undefined) msg.listen = opts.listen;
+    if (this.resuming && this.resumeHandle) msg.resume = this.resumeHandle;
+    else if (opts.listen !== undefined) msg.listen = opts.listen;
     else msg.session = { ...opts.session, prompts: this.confirmed.prompts, config: this.confirmed.config };
     return msg;
   }
@@ -388,12 +402,15 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     }
     const fatal = this.fatal ?? undefined;
     const maxAttempts = this.reconnectConfig?.maxAttempts ?? 0;
+    // The session could not be taken up (it ended, or expired): the next attempt opens a new one.
+    const sessionGone = this.resuming && fatal?.code === 'no_session';
+    if (sessionGone) this.resumeHandle = null;
     const willReconnect =
       !this.userClosed &&
       this.reconnectConfig !== null &&
       (this.everReady || this.opts!.waitForServer === true) &&
       this.attempt < maxAttempts &&
-      isRetryable(code, reason, fatal?.code);
+      (sessionGone || isRetryable(code, reason, fatal?.code));
     if (!willReconnect) {
       // Closed for good: settle first, so that listeners of `close` see a closed client.
       const detail = reason || this.socketError;
@@ -515,6 +532,7 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     const ws = this.ws;
     this._state = 'ready';
     this._setup = msg;
+    if (this.isSession) this.resumeHandle = msg.resume ?? null;
     const reconnected = this.everReady;
     const attempt = this.attempt;
     this.everReady = true;
@@ -531,7 +549,8 @@ export class RiverrunClient extends Emitter<RiverrunEvents> {
     this.emit('setup', msg);
     if (this.ws !== ws || this._state !== 'ready') return;
     // Steering asked for while not connected (before the first setup_complete too) goes out now.
-    if (this.isSession) this.reapplySteering(reconnected && this._applied !== null);
+    // A resumed session kept its steering on the server: only what it had not confirmed goes again.
+    if (this.isSession) this.reapplySteering(reconnected && msg.resumed !== true && this._applied !== null);
     if (reconnected) {
       this.emit('reconnect', { attempt, setup: msg });
     } else {

@@ -48,6 +48,13 @@ export function normalizeUrl(input: string): string {
   return url.toString();
 }
 
+/** The URL with `session=ID` in its query, for a front that routes a resuming connection on it. */
+export function withSessionParam(url: string, session: string): string {
+  const u = new URL(url);
+  u.searchParams.set('session', session);
+  return u.toString();
+}
+
 let nodeWebSocket: Promise<WebSocketConstructor> | null = null;
 
 /**

@@ -43,7 +43,15 @@ Start the Riverrun server: protocol v1 at /v1/ws, the web client at /, live Ogg 
   --lead-ms N            audio generated ahead of real time (default 1500)
   --window-seconds S     context window before a stream re-primes (default 30, capped by the model)
   --bitrate N            Opus bitrate in bits/s (default 64000)
-  --log-level L          pino level (env LOG_LEVEL; default info)`;
+  --log-level L          pino level (env LOG_LEVEL; default info)
+
+Cluster (docs/deploy.md): several servers that share nothing but Redis; a session whose server is gone
+is taken up by another one when its client comes back with its resume token.
+  --redis URL            redis://host:port of the cluster's store (env RIVERRUN_REDIS; default none:
+                         a single server)
+  --worker-id ID         this server's id in the cluster (env RIVERRUN_WORKER_ID; default hostname-pid)
+  --advertise-url URL    where the other servers reach this one over HTTP (env RIVERRUN_ADVERTISE_URL;
+                         default http://HOST:PORT)`;
 
 /** The server's configuration from flags and environment (flags win); null after --help. */
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig | null {
@@ -73,6 +81,9 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     'window-seconds': { type: 'string' },
     bitrate: { type: 'string' },
     'log-level': { type: 'string' },
+    redis: { type: 'string' },
+    'worker-id': { type: 'string' },
+    'advertise-url': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (!line) return null;
@@ -118,6 +129,15 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     }
   }
 
+  const redisUrl = values.redis ?? env.RIVERRUN_REDIS;
+  const workerId = values['worker-id'] ?? env.RIVERRUN_WORKER_ID;
+  const advertiseUrl = values['advertise-url'] ?? env.RIVERRUN_ADVERTISE_URL;
+  if (!redisUrl && (workerId || advertiseUrl)) fail('--worker-id and --advertise-url need --redis (they are for a cluster)');
+  if (workerId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(workerId))
+    fail(`--worker-id must be 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit (got ${JSON.stringify(workerId)})`);
+  if (advertiseUrl !== undefined && !/^https?:\/\/[^/]+\/?$/.test(advertiseUrl))
+    fail(`--advertise-url must be http://host:port (got ${JSON.stringify(advertiseUrl)})`);
+
   return {
     port: int('--port', values.port ?? env.PORT, 8080, 0, 65535),
     host: values.host ?? env.HOST ?? '0.0.0.0',
@@ -143,6 +163,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     bitrate: int('--bitrate', values.bitrate, 64000, 6000, 510_000),
     webRoot: new URL('../../clients/web/', import.meta.url).pathname,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
+    ...(redisUrl && { cluster: { redisUrl, workerId, advertiseUrl } }),
   };
 }
 

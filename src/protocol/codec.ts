@@ -92,6 +92,8 @@ function wireShape(msg: ServerMessage): Record<string, unknown> {
       if (msg.channel !== undefined) out.channel = msg.channel;
       out.audio = { codec: a.codec, sampleRate: a.sampleRate, channels: a.channels, frameMs: a.frameMs, preSkip: a.preSkip };
       out.model = { name: msg.model.name, random: msg.model.random };
+      if (msg.resume !== undefined) out.resume = { session: msg.resume.session, token: msg.resume.token };
+      if (msg.resumed !== undefined) out.resumed = msg.resumed;
       return out;
     }
     case 'audio':

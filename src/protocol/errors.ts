@@ -119,6 +119,13 @@ export const PROTOCOL_ERRORS = {
     httpStatus: 404,
     meaning: 'setup asked to listen to a channel that does not exist. Over HTTP: the Ogg stream of an unknown channel.',
   },
+  no_session: {
+    message: 'No session to resume: %s',
+    fatal: true,
+    closeCode: P.NOT_FOUND,
+    meaning:
+      "setup.resume names a session that no server of the cluster keeps (it ended, its resume window passed, or the server is not in a cluster), or its token is not the session's; start a new session. Also sent to a session whose stream another server took over.",
+  },
   no_stream: {
     message: 'Nothing to steer: this connection has no session and listens to no channel',
     fatal: false,

@@ -55,6 +55,8 @@ export const WEIGHT_RANGE: NumberRange = Object.freeze({ min: 0, max: 100, integ
 export const TRANSITION_MS_RANGE: NumberRange = Object.freeze({ min: 0, max: 60_000, integer: false });
 /** Longest token, in code points. */
 export const MAX_TOKEN_CHARS = 4096;
+/** Longest session id or resume token in `setup.resume`, in code points. */
+export const MAX_RESUME_CHARS = 128;
 /** Longest ping id (a string), in code points. */
 export const MAX_PING_ID_CHARS = 64;
 /** Longest id of any other client message (a string, echoed by its error and applied), in code points; as for ping. */

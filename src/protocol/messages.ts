@@ -31,8 +31,16 @@ export interface SetupMessage {
   token?: string;
   /** Channel to listen to. */
   listen?: string;
-  /** Create a personal stream for this connection. Exactly one of listen and session. */
+  /** Create a personal stream for this connection. Exactly one of listen, session and resume. */
   session?: SessionSpec;
+  /** Take up a personal session whose connection (or whose server) was lost: what setup_complete gave. */
+  resume?: ResumeHandle;
+}
+
+/** What takes a personal session up again on any server of its cluster (setup_complete.resume). */
+export interface ResumeHandle {
+  session: string;
+  token: string;
 }
 
 export interface PromptsMessage {
@@ -67,7 +75,7 @@ export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = ['setup', 'pro
 
 /** Fields of each client message, `type` included; the server refuses any other (unknown_field). */
 export const CLIENT_MESSAGE_FIELDS: Readonly<Record<ClientMessageType, readonly string[]>> = Object.freeze({
-  setup: ['type', 'id', 'token', 'listen', 'session'],
+  setup: ['type', 'id', 'token', 'listen', 'session', 'resume'],
   prompts: ['type', 'id', 'prompts', 'transitionMs'],
   config: ['type', 'id', 'config'],
   playback: ['type', 'id', 'action'],
@@ -76,6 +84,8 @@ export const CLIENT_MESSAGE_FIELDS: Readonly<Record<ClientMessageType, readonly 
 
 /** Fields of `setup.session`. */
 export const SESSION_FIELDS: readonly (keyof SessionSpec)[] = ['prompts', 'config', 'audio', 'tapCodes'];
+/** Fields of `setup.resume`. */
+export const RESUME_FIELDS: readonly (keyof ResumeHandle)[] = ['session', 'token'];
 /** Fields of one prompt. */
 export const PROMPT_FIELDS: readonly (keyof WeightedPrompt)[] = ['text', 'weight'];
 
@@ -106,6 +116,13 @@ export interface SetupCompleteMessage {
   channel?: string;
   audio: OpusStreamFormat;
   model: ModelSummary;
+  /**
+   * A personal session on a server of a cluster: what a new connection sends as `setup.resume` to take
+   * the session up again after its server is gone. Kept secret, like a token.
+   */
+  resume?: ResumeHandle;
+  /** True when this setup took up an existing session (setup.resume): its audio goes on at the next seq. */
+  resumed?: boolean;
 }
 
 export interface AudioMessage {

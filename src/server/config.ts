@@ -65,8 +65,19 @@ export interface ServerConfig {
   bitrate: number;
   webRoot: string;
   logLevel: string;
+  /** A worker of a cluster (src/cluster/): its sessions' state in Redis, resumable on any worker. */
+  cluster?: ClusterConfig;
   /** Let Engine.injectFault make the engine worker fail (tests and drills of its restart; no CLI flag). */
   engineFaults?: boolean;
+}
+
+export interface ClusterConfig {
+  /** redis://host:port of the store every worker shares. */
+  redisUrl: string;
+  /** This worker's id (default hostname-pid). */
+  workerId?: string;
+  /** Where the other workers reach this one's HTTP (default http://HOST:PORT as listened on). */
+  advertiseUrl?: string;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {

@@ -10,7 +10,7 @@ import type { WebSocket } from 'ws';
 import { encodeServerMessage } from '../protocol/codec.ts';
 import type { WeightedPrompt } from '../protocol/controls.ts';
 import { errorMessage, ProtocolError, toProtocolError } from '../protocol/errors.ts';
-import type { ClientMessage, ErrorMessage, MessageId, ServerMessage, SessionSpec } from '../protocol/messages.ts';
+import type { ClientMessage, ErrorMessage, MessageId, ResumeHandle, ServerMessage, SessionSpec } from '../protocol/messages.ts';
 import type { Engine } from '../stream/engine.ts';
 import type { AppliedEvent, StampedPacket } from '../stream/engine-core.ts';
 import type { Ticket } from './admission.ts';
@@ -20,6 +20,12 @@ import { parseClientFrame } from './message-validation.ts';
 import type { Metrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
 
+/** A personal session as setup gets it: its feed and, on a cluster worker, what resumes it elsewhere. */
+export interface OpenedSession {
+  feed: StreamFeed;
+  resume?: ResumeHandle;
+}
+
 /** What connections share: the engine, channels, sessions and the server's settings. */
 export interface ServerContext {
   engine: Engine;
@@ -27,8 +33,13 @@ export interface ServerContext {
   metrics: Metrics;
   log: Logger;
   channels: Map<string, Channel>;
-  /** Creates a personal stream, in a slot of the ticket's; throws ProtocolError('busy') at a cap. */
-  openSession(id: string, spec: SessionSpec, ticket: Ticket): Promise<StreamFeed>;
+  /**
+   * Creates a personal stream, in a slot of the ticket's; throws ProtocolError('busy') at a cap. `lost`
+   * is called if another worker of the cluster takes the session up meanwhile.
+   */
+  openSession(id: string, spec: SessionSpec, ticket: Ticket, lost: () => void): Promise<OpenedSession>;
+  /** Takes up a session of the cluster whose connection was lost; throws ProtocolError no_session or busy. */
+  resumeSession(handle: ResumeHandle, ticket: Ticket, lost: () => void): Promise<OpenedSession>;
   closeSession(id: string): void;
   shuttingDown: boolean;
 }
@@ -259,9 +270,14 @@ export class Connection {
       if (!channel) throw new ProtocolError('not_found', msg.listen);
       this.channel = channel;
     }
-    if (msg.session !== undefined) {
+    let opened: OpenedSession | null = null;
+    if (msg.session !== undefined || msg.resume !== undefined) {
       if (this.role === 'listener') throw new ProtocolError('forbidden', 'a personal session needs a session or operator token');
-      this.session = await this.ctx.openSession(`session:${this.id}`, msg.session, this.ticket);
+      const lost = (): void => this.close(new ProtocolError('no_session', 'another connection took this session up'));
+      opened = msg.resume
+        ? await this.ctx.resumeSession(msg.resume, this.ticket, lost)
+        : await this.ctx.openSession(`session:${this.id}`, msg.session!, this.ticket, lost);
+      this.session = opened.feed;
       if (this.state === 'closed') {
         this.ctx.closeSession(this.session.id);
         return;
@@ -276,6 +292,8 @@ export class Connection {
       ...(this.channel && { channel: this.channel.spec.id }),
       audio: feed.format,
       model: { name: model.name, random: model.random },
+      ...(opened?.resume && { resume: opened.resume }),
+      ...(msg.resume && { resumed: true }),
     });
     // A channel's current prompts and config, so a late joiner knows what is playing.
     if (feed.lastApplied) this.sendApplied(feed.lastApplied);

@@ -12,6 +12,7 @@ import {
   DEFAULT_PROTOCOL_LIMITS,
   MAX_MESSAGE_ID_CHARS,
   MAX_PING_ID_CHARS,
+  MAX_RESUME_CHARS,
   MAX_TOKEN_CHARS,
   MAX_VALUES,
   type NumberRange,
@@ -27,6 +28,7 @@ import {
   type MessageId,
   PROMPT_FIELDS,
   type PromptsMessage,
+  RESUME_FIELDS,
   SESSION_FIELDS,
   type SessionSpec,
   type SetupMessage,
@@ -178,9 +180,21 @@ function parseSetup(m: Fields, limits: ProtocolLimits): SetupMessage {
     msg.listen = listen;
   }
   const session = get(m, 'session');
-  if (listen === undefined && session === undefined) throw invalid('listen', 'setup needs listen (a channel id) or session');
+  const resume = get(m, 'resume');
+  const asked = [listen, session, resume].filter((v) => v !== undefined).length;
+  if (asked === 0) throw invalid('listen', 'setup needs listen (a channel id), session or resume');
+  // The field at fault is the second one given.
+  if (asked > 1)
+    throw invalid(listen !== undefined && session !== undefined ? 'session' : 'resume', 'setup takes one of listen, session and resume');
+  if (resume !== undefined) {
+    const r = fieldsOf(resume, 'resume', 'setup', RESUME_FIELDS);
+    const id = get(r, 'session');
+    const token = get(r, 'token');
+    if (id === undefined) throw invalid('resume.session', 'is required');
+    if (token === undefined) throw invalid('resume.token', 'is required');
+    msg.resume = { session: string(id, 'resume.session', MAX_RESUME_CHARS), token: string(token, 'resume.token', MAX_RESUME_CHARS) };
+  }
   if (session !== undefined) {
-    if (listen !== undefined) throw invalid('session', 'setup takes listen or session, not both');
     const s = fieldsOf(session, 'session', 'setup', SESSION_FIELDS);
     const spec: SessionSpec = {};
     const prompts = get(s, 'prompts');

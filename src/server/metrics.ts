@@ -144,9 +144,29 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private clusterStore: (() => boolean) | null = null;
+  readonly clusterStoreUp = new Gauge({
+    name: 'riverrun_cluster_store_up',
+    help: "A cluster worker: 1 while Redis answers (sessions' state kept current, failover available), else 0",
+    registers: [this.registry],
+    collect: () => {
+      if (this.clusterStore) this.clusterStoreUp.set(this.clusterStore() ? 1 : 0);
+    },
+  });
+  readonly sessionsResumed = new Counter({
+    name: 'riverrun_sessions_resumed_total',
+    help: 'Sessions taken up by this worker from the cluster store (their server was gone)',
+    registers: [this.registry],
+  });
+
   /** Where the channel gauge reads its values, at each scrape. */
   trackChannels(states: () => { id: string; idle: boolean }[]): void {
     this.channelStates = states;
+  }
+
+  /** Where the cluster store gauge reads its value, at each scrape (cluster workers only). */
+  trackClusterStore(up: () => boolean): void {
+    this.clusterStore = up;
   }
 
   /** Where the connection gauges read their values, at each scrape. */

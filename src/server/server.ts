@@ -3,15 +3,18 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { Cluster } from '../cluster/cluster.ts';
 import { Checkpoint } from '../models/checkpoint.ts';
 import { defaultModelDir } from '../models/default-model.ts';
 import { encodeServerMessage } from '../protocol/codec.ts';
-import { PACKET_MS, PROTOCOL_PATH } from '../protocol/constants.ts';
+import { PACKET_MS, PACKET_SAMPLES, PROTOCOL_PATH } from '../protocol/constants.ts';
+import { completeConfig } from '../protocol/controls.ts';
 import { errorMessage, PROTOCOL_ERRORS, ProtocolError, toProtocolError } from '../protocol/errors.ts';
-import type { SessionSpec } from '../protocol/messages.ts';
+import type { ResumeHandle, SessionSpec } from '../protocol/messages.ts';
 import { AudioFileError } from '../stream/audio-file.ts';
 import { Engine } from '../stream/engine.ts';
 import { keepFramesFor } from '../stream/engine-options.ts';
@@ -19,7 +22,7 @@ import { PromptAudioDecoder } from '../stream/prompt-audio-decoder.ts';
 import { Admission, addressKey, type Ticket } from './admission.ts';
 import { Channel, StreamFeed } from './channel.ts';
 import type { ServerConfig } from './config.ts';
-import { Connection, type ServerContext } from './connection.ts';
+import { Connection, type OpenedSession, type ServerContext } from './connection.ts';
 import { checkHttpAccess, type HttpNeed } from './http-access.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
@@ -38,6 +41,8 @@ export interface RiverrunServer {
   readonly metrics: Metrics;
   /** Who may connect and set up now: connection, session and failed-auth counts per address. */
   readonly admission: Admission;
+  /** This server as a worker of a cluster (--redis), else null. */
+  readonly cluster: Cluster | null;
   /** Stops accepting, tells every client (close 1001), ends Ogg streams with EOS, stops the engine. */
   close(): Promise<void>;
 }
@@ -53,22 +58,37 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   const model = Checkpoint.open(modelDir).config;
   const frameRate = model.codec.samplingRate / model.codec.hop;
   const windowFrames = Math.min(model.decoder.maxPositions, Math.round(config.windowSeconds * frameRate));
-  const engine = await Engine.start({
-    modelDir,
-    precision: config.precision,
-    device: config.device,
-    threads: config.threads,
-    cacheDir,
-    engine: { leadTargetMs: config.leadMs, windowFrames, keepFrames: keepFramesFor(windowFrames), bitrate: config.bitrate },
-    faults: config.engineFaults,
-    log: (m) => log.info(m),
+  // Redis first: a worker that cannot reach its cluster's store says so before it loads a model.
+  const cluster = config.cluster
+    ? await Cluster.connect({
+        redisUrl: config.cluster.redisUrl,
+        workerId: config.cluster.workerId,
+        log,
+        snapshotOf: (id) => engine.snapshot(id),
+      })
+    : null;
+  const engine = await startEngine().catch(async (err: unknown) => {
+    await cluster?.close();
+    throw err;
   });
+  function startEngine(): Promise<Engine> {
+    return Engine.start({
+      modelDir,
+      precision: config.precision,
+      device: config.device,
+      threads: config.threads,
+      cacheDir,
+      engine: { leadTargetMs: config.leadMs, windowFrames, keepFrames: keepFramesFor(windowFrames), bitrate: config.bitrate },
+      faults: config.engineFaults,
+      log: (m) => log.info(m),
+    });
+  }
   log.info({ model: engine.model }, 'model loaded');
   const metrics = new Metrics();
   const feeds = new Map<string, StreamFeed>();
   const channels = new Map<string, Channel>();
-  /** Personal sessions: id -> gives its admission slot back. */
-  const sessions = new Map<string, () => void>();
+  /** Personal sessions: id -> gives its admission slot back, and ends its connection (another worker took it). */
+  const sessions = new Map<string, { release: () => void; lost: () => void }>();
   const connections = new Set<Connection>();
   const oggStreams = new OggStreams({ maxListeners: config.limits.maxOggListeners });
   const icecasts: IcecastSource[] = [];
@@ -91,12 +111,25 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   );
   metrics.trackAdmission(() => admission.stats());
 
-  engine.on('packets', (id, packets) => feeds.get(id)?.publish(packets));
-  engine.on('applied', (id, e) => feeds.get(id)?.applied(e));
+  engine.on('packets', (id, packets) => {
+    feeds.get(id)?.publish(packets);
+    cluster?.changed(id);
+  });
+  engine.on('applied', (id, e) => {
+    feeds.get(id)?.applied(e);
+    cluster?.changed(id);
+  });
   engine.on('codes', (id, frame, codes) => feeds.get(id)?.codes(frame, codes));
   engine.on('streamError', (id, code, message) => log.warn({ stream: id, code }, message));
   engine.on('fatal', (message) => log.error(message));
   metrics.engineUp.set(1);
+  if (cluster) {
+    metrics.trackClusterStore(() => cluster.storeUp);
+    cluster.on('lost', (id) => {
+      log.warn({ stream: id }, 'another worker took this session up: ending it here');
+      sessions.get(id)?.lost();
+    });
+  }
   engine.on('crashed', (reason) => {
     metrics.engineUp.set(0);
     log.error({ reason, streams: feeds.size }, 'engine worker died: starting a new one, every stream resumes in it');
@@ -127,7 +160,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     log,
     channels,
     shuttingDown: false,
-    async openSession(id: string, spec: SessionSpec, ticket: Ticket): Promise<StreamFeed> {
+    async openSession(id: string, spec: SessionSpec, ticket: Ticket, lost: () => void): Promise<OpenedSession> {
       // The slot is taken before the first await, so setups arriving together cannot all pass the caps.
       const release = ticket.reserveSession();
       let audioPrompt: Float32Array | undefined;
@@ -143,7 +176,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         }
       }
       const feed = new StreamFeed(id, 2);
-      sessions.set(id, release);
+      sessions.set(id, { release, lost });
       feeds.set(id, feed);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       try {
@@ -158,13 +191,54 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         ctx.closeSession(id);
         throw err;
       }
-      return feed;
+      return { feed, resume: cluster?.track(id) };
+    },
+    async resumeSession(handle: ResumeHandle, ticket: Ticket, lost: () => void): Promise<OpenedSession> {
+      if (!cluster) throw new ProtocolError('no_session', 'this server is not part of a cluster: a session ends with its connection');
+      const release = ticket.reserveSession();
+      let stored: Awaited<ReturnType<Cluster['takeOver']>>;
+      try {
+        stored = await cluster.takeOver(handle, (id) => sessions.has(id));
+      } catch (err) {
+        release();
+        throw err;
+      }
+      const id = handle.session;
+      const { spec, controls } = stored.snapshot;
+      // The listener's buffer ran down since the state was written (unless nothing was playing).
+      if (spec.resume && (spec.state ?? 'playing') === 'playing' && !spec.idle)
+        spec.resume.leadMs = Math.max(0, spec.resume.leadMs - (Date.now() - stored.savedAt));
+      const feed = new StreamFeed(id, spec.channels ?? 2);
+      // What is playing, for the client (a resumed stream announces nothing until its next change).
+      if (spec.resume)
+        feed.lastApplied = {
+          control: spec.resume.control,
+          prompts: spec.prompts,
+          config: completeConfig(spec.config),
+          pts: spec.resume.nextSeq * PACKET_SAMPLES,
+        };
+      sessions.set(id, { release, lost });
+      feeds.set(id, feed);
+      metrics.streams.set({ kind: 'session' }, sessions.size);
+      try {
+        await engine.createStream(id, spec);
+        for (const c of controls)
+          await (c.kind === 'prompts' ? engine.setPrompts(id, c.prompts, c.transitionMs) : engine.setConfig(id, c.config));
+      } catch (err) {
+        ctx.closeSession(id);
+        throw err;
+      }
+      metrics.sessionsResumed.inc();
+      log.info({ stream: id, from: stored.owner, savedMsAgo: Date.now() - stored.savedAt }, 'session taken up from the cluster store');
+      cluster.changed(id);
+      return { feed, resume: stored.resume };
     },
     closeSession(id: string): void {
-      const release = sessions.get(id);
-      if (!release) return;
+      const session = sessions.get(id);
+      if (!session) return;
       sessions.delete(id);
-      release();
+      session.release();
+      cluster?.forget(id);
       feeds.delete(id);
       metrics.streams.set({ kind: 'session' }, sessions.size);
       for (const g of [metrics.realtimeFactor, metrics.leadSeconds, metrics.underruns]) g.remove({ stream: id });
@@ -242,8 +316,16 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     }
     if (path === '/readyz') {
       // Not ready while a new engine worker starts (new sessions would wait), nor once the engine gave up.
+      // A cluster worker without Redis serves on (ready), and says that failover is unavailable.
       const isReady = ready && !ctx.shuttingDown && engine.running;
-      res.writeHead(isReady ? 200 : 503, { 'Content-Type': 'text/plain' }).end(isReady ? 'ready\n' : 'not ready\n');
+      const failover = cluster && !cluster.storeUp ? 'failover unavailable: Redis is unreachable\n' : '';
+      res.writeHead(isReady ? 200 : 503, { 'Content-Type': 'text/plain' }).end(`${isReady ? 'ready' : 'not ready'}\n${failover}`);
+      return;
+    }
+    if (path === '/v1/worker') {
+      // What this worker holds now, for operators, tests and the other workers (ids only: resuming needs a token).
+      const held = { id: cluster?.workerId ?? null, streams: [...sessions.keys()], channels: [...channels.keys()] };
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(held));
       return;
     }
     const ogg = /^\/v1\/channels\/([a-z0-9][a-z0-9_-]{0,63})\.ogg$/.exec(path);
@@ -335,6 +417,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     http.listen(config.port, config.host, () => resolve());
   });
   const port = (http.address() as AddressInfo).port;
+  const advertised =
+    config.cluster?.advertiseUrl ?? `http://${config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host}:${port}`;
+  cluster?.startHeartbeat(() => ({ url: advertised, streams: sessions.size, channels: channels.size }));
   ready = true;
   log.info(
     { port, channels: [...channels.keys()], packetMs: PACKET_MS },
@@ -348,16 +433,20 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     engine,
     metrics,
     admission,
+    cluster,
     close(): Promise<void> {
       closing ??= (async () => {
         ctx.shuttingDown = true;
         clearInterval(statusTimer);
+        // Sessions' last state to the store, and out of the registry: their clients resume elsewhere.
+        await cluster?.handOver();
         for (const c of channels.values()) c.close();
         const httpClosed = new Promise<void>((r) => http.close(() => r()));
         for (const c of connections) c.close(new ProtocolError('shutting_down'));
         await oggStreams.endAll();
         await Promise.all(icecasts.map((i) => i.stop()));
         await engine.close();
+        await cluster?.close();
         await promptAudio.close();
         http.closeAllConnections();
         await httpClosed;

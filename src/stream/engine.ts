@@ -208,6 +208,17 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.records.delete(id);
     return this.request({ type: 'close', id }) as Promise<void>;
   }
+  /**
+   * What creates the stream again where it stands now, elsewhere (another server, after this one is
+   * gone): createStream(id, spec), then the controls in order. No audio prompt: a stream that has sent
+   * nothing yet starts afresh from its prompts. Undefined for an unknown stream.
+   */
+  snapshot(id: string): { spec: StreamSpec; controls: UnappliedControl[] } | undefined {
+    const r = this.records.get(id)?.respawn(performance.now());
+    if (!r) return undefined;
+    const { audioPrompt: _, ...spec } = r.spec;
+    return { spec, controls: [...r.controls] };
+  }
   status(id: string): Promise<{ leadMs: number; rtf: number; underruns: number; state: string; control: number }> {
     return this.request({ type: 'status', id }) as Promise<{
       leadMs: number;

@@ -48,6 +48,17 @@ export class StreamRecord {
     this.audioPrompt = spec.audioPrompt?.slice();
     this.prompts = spec.prompts;
     this.config = completeConfig(spec.config);
+    this.state = spec.state ?? 'playing';
+    this.idle = spec.idle ?? false;
+    // A stream resumed from elsewhere (another worker's record) starts from where that one stood.
+    const resume = spec.resume;
+    if (resume) {
+      this.frames = resume.frames.slice(-keepFrames);
+      this.firstFrame = resume.firstFrame + resume.frames.length - this.frames.length;
+      this.nextSeq = resume.nextSeq;
+      this.control = resume.control;
+      this.lead = { ms: resume.leadMs, at: performance.now() };
+    }
   }
 
   /**
