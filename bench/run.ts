@@ -1,10 +1,11 @@
 // `npm run bench`: throughput, latency, codec cost and memory of the streaming engine, for the tiny
 // preset, the embedded demo model and a random checkpoint of musicgen-small's shape (fp32 and q4). Prints
 // tables and writes JSON (bench/results.json, or --out FILE). `--quick` leaves musicgen-small out;
-// `--only throughput,latency,prompt-change,window,quality,codec,restart` runs some parts (written only with --out).
+// `--only throughput,latency,prompt-change,window,quality,codec,restart,churn` runs some parts (written only with --out).
 //
 // Throughput drives the engine's step loop in-process with every stream stepping each round (capacity,
 // not pacing); latency and event-loop delay go through the real worker Engine as the server uses it.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ import { defaultEngineOptions, keepFramesFor } from '../src/stream/engine-option
 import { generateOffline } from '../src/stream/offline-generate.ts';
 import { CachedTextEncoder } from '../src/stream/text-encoder.ts';
 
-const PARTS = ['throughput', 'steady', 'latency', 'prompt-change', 'window', 'quality', 'codec', 'restart'] as const;
+const PARTS = ['throughput', 'steady', 'latency', 'prompt-change', 'window', 'quality', 'codec', 'restart', 'churn'] as const;
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
 const only = args.only?.split(',') ?? [...PARTS];
 for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part ${p} (${PARTS.join(', ')})`);
@@ -281,6 +282,21 @@ async function restart(v: Variant, streams: number): Promise<Record<string, numb
     latePackets: all.reduce((a, l) => a + l.late, 0),
     worstLateMs: Math.max(0, ...all.map((l) => l.worstMs)),
   };
+}
+
+// ---- memory after churn: bench/churn.ts in a process of its own, with glibc's malloc as it comes and as
+// bin/riverrun sets it (a fixed mmap threshold) ----------------------------------------------------------
+function churn(sessions: number, mmapThreshold: boolean): Record<string, number>[] {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.MALLOC_MMAP_THRESHOLD_;
+  if (mmapThreshold) env.MALLOC_MMAP_THRESHOLD_ = '131072';
+  const script = fileURLToPath(new URL('./churn.ts', import.meta.url));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script, String(sessions)], { env, encoding: 'utf8', timeout: 900_000 });
+  if (r.status !== 0) throw new Error(`bench/churn.ts failed: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, number>);
 }
 
 // ---- prompt change: the new prompt's row is prefilled with the stream's history ---------------------
@@ -697,6 +713,19 @@ try {
         Number(r.gapMaxMs).toFixed(0),
         Number(r.latePackets),
         Number(r.worstLateMs).toFixed(0),
+      ]),
+    );
+  }
+  if (only.includes('churn')) {
+    const sessions = args.quick ? 300 : 900;
+    const runs = { glibc: churn(sessions, false), 'bin/riverrun': churn(sessions, true) };
+    out.churn = runs;
+    table(
+      `Engine RSS (MiB) under churn: a radio stream plus ${sessions} sessions in waves of 6 (0.4 s each), then 10 s idle; in glibc's thread heaps`,
+      ['malloc', ...runs.glibc.map((s, i) => (i === runs.glibc.length - 1 ? 'idle' : String(s.sessions)))],
+      Object.entries(runs).map(([name, samples]) => [
+        name,
+        ...samples.map((s) => `${s.rssMiB!.toFixed(0)} (${s.threadHeapsMiB!.toFixed(0)})`),
       ]),
     );
   }

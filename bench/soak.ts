@@ -39,7 +39,7 @@ const HOSTILE = 3;
 // ---- the server ---------------------------------------------------------------------------------
 async function startServerProcess(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
-    'bin/riverrun',
+    new URL('../bin/riverrun', import.meta.url).pathname,
     // Every client here is 127.0.0.1: let that one address take all 6 sessions (the default is 4 per address).
     [...['serve', '--port', '0', '--host', '127.0.0.1', '--max-sessions', '6'], ...['--log-level', 'info']],
     { stdio: ['ignore', 'pipe', 'pipe'] },

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RiverrunClient } from '../clients/sdk/index.ts';
 import { type Msg, TestClient } from './helpers/ws-client.ts';
 
 const run = promisify(execFile);
@@ -35,6 +36,7 @@ beforeAll(async () => {
   await run(CLUSTER, ['up', '--workers', '3', '--port', String(PORT), '--', ...flags], { env, timeout: 240_000 });
   workers = (JSON.parse(readFileSync(join(work, 'run/workers.json'), 'utf8')) as { workers: WorkerInfo[] }).workers;
   redis = new Redis(PORT + 1, '127.0.0.1');
+  redis.on('error', () => {}); // Redis is stopped on purpose below
 }, 260_000);
 
 afterAll(async () => {
@@ -55,6 +57,8 @@ class SessionClient {
   /** Every audio message, with its arrival time, across connections. */
   readonly audio: { at: number; seq: number; pts: number; packets: number; connection: number }[] = [];
   readonly connections: TestClient[] = [];
+  /** The last comeBack(): when the socket was open and when setup was answered. */
+  back = { open: 0, answered: 0 };
 
   constructor(readonly prompt: string) {}
 
@@ -84,9 +88,16 @@ class SessionClient {
   /** Reconnects through the front, naming the session in the URL (for HAProxy) and resuming it. */
   async comeBack(): Promise<Msg> {
     this.client = await TestClient.connect(`${FRONT}?session=${encodeURIComponent(this.resume.session)}`);
+    this.back.open = performance.now();
     this.track(this.client);
     this.client.send({ type: 'setup', resume: this.resume });
-    return this.client.until(() => this.client.of('setup_complete')[0] ?? this.client.of('error')[0], 30_000, 'resume answer');
+    const answer = await this.client.until(
+      () => this.client.of('setup_complete')[0] ?? this.client.of('error')[0],
+      30_000,
+      'resume answer',
+    );
+    this.back.answered = performance.now();
+    return answer;
   }
 
   /** Seconds of audio received by `at` beyond what a player started at the first packet has played. */
@@ -97,64 +108,208 @@ class SessionClient {
   }
 }
 
+const ms = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(', ');
+
+/** The worker holding the most sessions now. */
+async function busiest(): Promise<{ worker: WorkerInfo; streams: string[] }> {
+  const holdings = await Promise.all(live.map(held));
+  const i = holdings.reduce((best, h, k) => (h.streams.length > holdings[best]!.streams.length ? k : best), 0);
+  return { worker: live[i]!, streams: holdings[i]!.streams };
+}
+
+async function ownerOf(session: string): Promise<WorkerInfo> {
+  const holdings = await Promise.all(live.map(held));
+  return live[holdings.findIndex((h) => h.streams.includes(session))]!;
+}
+
+/**
+ * Checks the sessions' audio across their last drop (their last two connections) and returns the first
+ * audio's delay after `droppedAt` and a player's stall (ms).
+ */
+function checkResumed(moved: SessionClient[], droppedAt: number): { gaps: number[]; stalls: number[] } {
+  const gaps: number[] = [];
+  const stalls: number[] = [];
+  for (const c of moved) {
+    const connection = c.connections.length - 1;
+    const before = c.audio.filter((a) => a.connection === connection - 1);
+    const after = c.audio.filter((a) => a.connection === connection);
+    expect(after.length).toBeGreaterThan(0);
+    const last = before[before.length - 1]!;
+    const lastSeq = last.seq + last.packets - 1;
+    // seq goes on from where the stream's state was last written: at most one batch of packets again.
+    expect(after[0]!.seq).toBeGreaterThan(lastSeq - 30);
+    expect(after[0]!.seq).toBeLessThanOrEqual(lastSeq + 1);
+    for (const a of after) expect(a.pts).toBe(a.seq * 960);
+    gaps.push(after[0]!.at - droppedAt);
+    // What a player that started at the first packet would have missed: the wait beyond its buffer.
+    stalls.push(Math.max(0, after[0]!.at - droppedAt - 1000 * c.bufferedAt(droppedAt)));
+    // The same prompts as before: the resumed session says what it plays.
+    expect(c.client.of('applied')[0]).toMatchObject({ prompts: [{ text: c.prompt, weight: 1 }] });
+  }
+  return { gaps, stalls };
+}
+
+let live: WorkerInfo[] = [];
+const clients: SessionClient[] = [];
+
 describe('a cluster of 3 workers behind HAProxy', () => {
   it('answers GET /v1/worker on every worker', async () => {
+    live = [...workers];
     for (const w of workers) expect(await held(w)).toEqual({ id: w.id, streams: [], channels: ['radio'] });
   });
 
-  it('a killed worker: its sessions come back on the others, with seq and pts going on, under the same prompts', async () => {
-    const clients = Array.from({ length: 12 }, (_, i) => new SessionClient(`test prompt ${i}`));
+  it('a killed worker (SIGKILL): its sessions come back on the others within 2 s, seq and pts going on, same prompts', async () => {
+    for (let i = 0; i < 12; i++) clients.push(new SessionClient(`test prompt ${i}`));
     for (const c of clients) await c.open();
     await new Promise((r) => setTimeout(r, 4000));
-    const holdings = await Promise.all(workers.map(held));
+    const holdings = await Promise.all(live.map(held));
     expect(holdings.flatMap((h) => h.streams).sort()).toEqual(clients.map((c) => c.resume.session).sort());
-    const victim = workers[holdings.reduce((best, h, i) => (h.streams.length > holdings[best]!.streams.length ? i : best), 0)]!;
-    const moved = clients.filter((c) => holdings[workers.indexOf(victim)]!.streams.includes(c.resume.session));
+    const { worker: victim, streams } = await busiest();
+    const moved = clients.filter((c) => streams.includes(c.resume.session));
     expect(moved.length).toBeGreaterThan(0);
-    const stored = await redis.hgetall(`riverrun:stream:${moved[0]!.resume.session}`);
-    expect(stored.owner).toBe(victim.id);
+    expect(await redis.hget(`riverrun:stream:${moved[0]!.resume.session}`, 'owner')).toBe(victim.id);
 
     const killedAt = performance.now();
     process.kill(victim.pid, 'SIGKILL');
+    live = live.filter((w) => w !== victim);
     const answers = await Promise.all(
       moved.map(async (c) => {
-        const closed = await c.client.waitClosed(10_000);
-        expect(closed.code).toBe(1006);
+        expect((await c.client.waitClosed(10_000)).code).toBe(1006);
         return c.comeBack();
       }),
     );
     for (const a of answers) expect(a).toMatchObject({ type: 'setup_complete', resumed: true });
     await new Promise((r) => setTimeout(r, 4000));
-
-    const gaps: number[] = [];
-    const stalls: number[] = [];
-    for (const c of moved) {
-      const before = c.audio.filter((a) => a.connection === 0);
-      const after = c.audio.filter((a) => a.connection === 1);
-      expect(after.length).toBeGreaterThan(0);
-      const last = before[before.length - 1]!;
-      const lastSeq = last.seq + last.packets - 1;
-      // seq goes on from where the stream's state was last written: at most one batch of packets again.
-      expect(after[0]!.seq).toBeGreaterThan(lastSeq - 30);
-      expect(after[0]!.seq).toBeLessThanOrEqual(lastSeq + 1);
-      for (const a of after) expect(a.pts).toBe(a.seq * 960);
-      gaps.push(after[0]!.at - killedAt);
-      // What a player that started at the first packet would have missed: the gap beyond its buffer.
-      stalls.push(Math.max(0, after[0]!.at - killedAt - 1000 * c.bufferedAt(killedAt)));
-      // The same prompts as before: the resumed session says what it plays.
-      const applied = c.client.of('applied');
-      expect(applied[0]).toMatchObject({ prompts: [{ text: c.prompt, weight: 1 }] });
-    }
-    const ms = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(', ');
-    console.log(`SIGKILL: ${moved.length} sessions back; first audio after the kill ${ms(gaps)} ms; a player's stall ${ms(stalls)} ms`);
+    const { gaps, stalls } = checkResumed(moved, killedAt);
+    console.log(
+      `SIGKILL: ${moved.length} sessions back; first audio after the kill ${ms(gaps)} ms; a player's stall ${ms(stalls)} ms; ` +
+        `socket open ${ms(moved.map((c) => c.back.open - killedAt))} ms, setup answered ${ms(moved.map((c) => c.back.answered - killedAt))} ms`,
+    );
     for (const g of gaps) expect(g).toBeLessThan(2000);
 
-    const after = await Promise.all(workers.filter((w) => w !== victim).map(held));
+    const after = await Promise.all(live.map(held));
     expect(after.flatMap((h) => h.streams).sort()).toEqual(clients.map((c) => c.resume.session).sort());
     for (const s of moved) expect(await redis.hget(`riverrun:stream:${s.resume.session}`, 'owner')).not.toBe(victim.id);
-
-    for (const c of clients) c.client.close();
-    await new Promise((r) => setTimeout(r, 1000));
-    expect(await redis.keys('riverrun:stream:*')).toEqual([]);
   }, 120_000);
+
+  it('refuses a resume with a wrong token, of an unknown session, or of a session in use: no_session (4404)', async () => {
+    const target = clients[0]!.resume;
+    for (const resume of [
+      { session: target.session, token: 'not-the-token' },
+      { session: 'session:nobody', token: target.token },
+      target, // its client is connected
+    ]) {
+      const c = await TestClient.connect(`${FRONT}?session=${encodeURIComponent(resume.session)}`);
+      c.send({ type: 'setup', resume });
+      expect(await c.next('error')).toMatchObject({ code: 'no_session', fatal: true });
+      expect((await c.waitClosed()).code).toBe(4404);
+    }
+    // The session played on.
+    const before = clients[0]!.audio.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(clients[0]!.audio.length).toBeGreaterThan(before);
+  }, 30_000);
+
+  it('a stopped worker (SIGTERM) hands its sessions over: back within the listener buffer; the SDK resumes by itself', async () => {
+    // Two workers are left, and one of them will carry every session: 6 of the 12 end first, so that
+    // it keeps real time on this machine's 2 cores.
+    for (const c of clients.splice(6)) c.client.close();
+    const sdk = new RiverrunClient();
+    const sdkAudio: { at: number; seq: number }[] = [];
+    sdk.on('audio', (a) => sdkAudio.push({ at: performance.now(), seq: a.seq }));
+    const setup = await sdk.connect({ url: FRONT, session: { prompts: [{ text: 'sdk prompt', weight: 1 }] } });
+    expect(setup.resume?.session).toMatch(/^session:/);
+    await new Promise((r) => setTimeout(r, 3000));
+    const owner = await ownerOf(setup.resume!.session);
+    const streams = (await held(owner)).streams;
+    const moved = clients.filter((c) => streams.includes(c.resume.session));
+
+    const reconnected = sdk.waitFor('reconnect', undefined, 30_000);
+    const stoppedAt = performance.now();
+    process.kill(owner.pid, 'SIGTERM');
+    live = live.filter((w) => w !== owner);
+    await Promise.all(
+      moved.map(async (c) => {
+        expect(await c.client.next('error', 0, 10_000)).toMatchObject({ code: 'shutting_down' });
+        expect((await c.client.waitClosed(10_000)).code).toBe(1001);
+        expect(await c.comeBack()).toMatchObject({ type: 'setup_complete', resumed: true });
+      }),
+    );
+    const back = await reconnected;
+    expect(back.setup).toMatchObject({ resumed: true, resume: setup.resume });
+    await new Promise((r) => setTimeout(r, 4000));
+    const { gaps, stalls } = checkResumed(moved, stoppedAt);
+    const sdkAfter = sdkAudio.filter((a) => a.at > stoppedAt);
+    const sdkBefore = sdkAudio.filter((a) => a.at <= stoppedAt);
+    expect(sdkAfter.length).toBeGreaterThan(0);
+    expect(sdkAfter[sdkAfter.length - 1]!.seq).toBeGreaterThan(sdkBefore[sdkBefore.length - 1]!.seq);
+    console.log(
+      `SIGTERM: ${moved.length} sessions and the SDK's back; first audio after the signal ${ms(gaps)} ms; a player's stall ${ms(stalls)} ms`,
+    );
+    for (const s of stalls) expect(s).toBe(0);
+    await sdk.close();
+  }, 120_000);
+
+  it('Redis away: the worker serves on and says failover is unavailable; back from its AOF, nothing acknowledged lost', async () => {
+    const [worker] = live;
+    const c = clients.find((x) => x.connections.length > 0 && x.client.closed === null)!;
+    const key = `riverrun:stream:${c.resume.session}`;
+    const savedBefore = Number(await redis.hget(key, 'savedAt'));
+    expect(savedBefore).toBeGreaterThan(0);
+    await run('redis-cli', ['-p', String(PORT + 1), 'shutdown']);
+    await new Promise((r) => setTimeout(r, 1000));
+    const ready = await fetch(`${worker!.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toContain('failover unavailable');
+    expect(await (await fetch(`${worker!.url}/metrics`)).text()).toMatch(/^riverrun_cluster_store_up 0$/m);
+    const before = c.audio.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(c.audio.length).toBeGreaterThan(before);
+    const resumeNow = await TestClient.connect(FRONT);
+    resumeNow.send({ type: 'setup', resume: c.resume });
+    expect(await resumeNow.next('error')).toMatchObject({ code: 'busy' });
+
+    // The same Redis again, from its append-only file (as cluster.sh starts it).
+    const runDir = join(work, 'run');
+    await run('redis-server', [
+      ...['--bind', '127.0.0.1', '--port', String(PORT + 1), '--dir', join(runDir, 'redis'), '--appendonly', 'yes'],
+      ...['--appendfsync', 'always', '--save', '', '--daemonize', 'yes', '--pidfile', join(runDir, 'redis.pid')],
+      ...['--logfile', join(runDir, 'redis.log')],
+    ]);
+    const check = new Redis(PORT + 1, '127.0.0.1', { retryStrategy: (n) => (n < 50 ? 100 : null) });
+    // What was written before the shutdown is there (the worker writes it again once it is back).
+    expect(Number(await check.hget(key, 'savedAt'))).toBeGreaterThanOrEqual(savedBefore);
+    check.disconnect();
+    const end = Date.now() + 15_000;
+    while (!(await (await fetch(`${worker!.url}/metrics`)).text()).match(/^riverrun_cluster_store_up 1$/m)) {
+      if (Date.now() > end) throw new Error('the worker did not reconnect to Redis');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await (await fetch(`${worker!.url}/readyz`)).text()).toBe('ready\n');
+  }, 60_000);
+
+  it('keeps no state of sessions that ended', async () => {
+    for (const c of clients) c.client.close();
+    const check = new Redis(PORT + 1, '127.0.0.1');
+    const end = Date.now() + 5000;
+    while ((await check.keys('riverrun:stream:*')).length > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(await check.keys('riverrun:stream:*')).toEqual([]);
+    for (const w of live) expect((await held(w)).streams).toEqual([]);
+    check.disconnect();
+  }, 20_000);
+});
+
+describe('a worker without its Redis', () => {
+  it('does not start when Redis is unreachable, and says where', async () => {
+    const p = spawn(BIN, ['serve', '--port', '0', '--host', '127.0.0.1', '--redis', 'redis://127.0.0.1:1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((r) => p.once('exit', r));
+    expect(code).toBe(1);
+    expect(out).toContain('cannot reach Redis at redis://127.0.0.1:1');
+    expect(out).toContain('CLUSTER_REDIS_UNREACHABLE');
+  }, 30_000);
 });

@@ -136,6 +136,23 @@ describe('setup and listening', () => {
     expect((await c.next('error')).code).toBe('forbidden');
   });
 
+  it('a single server keeps no session after its connection: a resume is no_session, and it gives no resume handle', async () => {
+    const c = await TestClient.connect(ws);
+    c.send({ type: 'setup', session: {} });
+    expect((await c.next('setup_complete')).resume).toBeUndefined();
+    c.close();
+    const r = await TestClient.connect(ws);
+    r.send({ type: 'setup', resume: { session: 'session:x', token: 'y' } });
+    expect(await r.next('error')).toMatchObject({ code: 'no_session', fatal: true });
+    expect((await r.waitClosed()).code).toBe(4404);
+  });
+
+  it('GET /v1/worker: what the server holds (no worker id outside a cluster)', async () => {
+    const res = await get('/v1/worker');
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body.toString())).toMatchObject({ id: null, channels: ['radio'] });
+  });
+
   it('a malformed setup is fatal, like every error before setup_complete', async () => {
     const c = await TestClient.connect(ws);
     c.send({ type: 'setup', listen: 'radio', token: 'x'.repeat(5000) });

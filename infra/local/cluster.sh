@@ -3,7 +3,7 @@
 #   infra/local/cluster.sh up --workers N --port P [--model DIR] [-- SERVE_FLAGS...]
 #   infra/local/cluster.sh down
 # `up` starts Redis (AOF on) on port P+1, N workers (`riverrun serve`, demo model unless --model) on
-# ports P+2 ... P+N+1 and HAProxy on port P in front of them, returns once all of it is ready (the
+# ports P+2 ... P+N+1 and HAProxy on port P in front of them (its stats page on P+N+2, /stats), returns once all of it is ready (the
 # processes keep running in the background) after printing the front's URL, and writes
 # RUN/workers.json: {front, redis, workers: [{id, pid, port, url}]}. `down` stops all of it.
 # RUN is infra/local/run, or $RIVERRUN_CLUSTER_RUN. Needs redis-server, redis-cli, haproxy and curl.
@@ -40,7 +40,7 @@ up() {
     esac
   done
   [[ $workers =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer (got $workers)"
-  [[ $port =~ ^[1-9][0-9]*$ ]] && [ "$port" -le $((65535 - workers - 1)) ] || die "--port must leave room for Redis and the workers after it (got $port)"
+  [[ $port =~ ^[1-9][0-9]*$ ]] && [ "$port" -le $((65535 - workers - 2)) ] || die "--port must leave room for Redis and the workers after it (got $port)"
   for tool in redis-server redis-cli haproxy curl; do
     command -v $tool >/dev/null || die "$tool is not installed (Debian: apt-get install redis-server haproxy curl)"
   done
@@ -68,17 +68,24 @@ up() {
     servers+="    server w$i 127.0.0.1:$wport check"$'\n'
   done
   { cat "$root/infra/haproxy/haproxy.cfg"; printf '%s' "$servers"; } >"$run/haproxy.cfg"
-  export RIVERRUN_FRONT="127.0.0.1:$port" RIVERRUN_HAPROXY_SOCKET="$run/haproxy.sock"
+  local stats_port=$((port + workers + 2))
+  export RIVERRUN_FRONT="127.0.0.1:$port" RIVERRUN_HAPROXY_STATS="127.0.0.1:$stats_port" RIVERRUN_HAPROXY_SOCKET="$run/haproxy.sock"
   haproxy -c -q -f "$run/haproxy.cfg" || { down; die "haproxy refused its configuration (infra/haproxy/haproxy.cfg)"; }
   haproxy -D -f "$run/haproxy.cfg" -p "$run/haproxy.pid" || { down; die "haproxy did not start"; }
 
   for ((i = 1; i <= workers; i++)); do
     wait_ready "http://127.0.0.1:$((port + 1 + i))/readyz" 180 "$(cat "$run/w$i.pid")" || { tail -20 "$run/w$i.log" >&2; down; die "worker w$i did not get ready"; }
   done
-  wait_ready "http://127.0.0.1:$port/readyz" 30 || { down; die "haproxy does not reach the workers"; }
+  # Ready once HAProxy's own health checks have every worker up (before that it sends everything to the first).
+  for ((i = 0; i < 300; i++)); do
+    [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$stats_port/stats;csv" 2>/dev/null | grep -c '^workers,w[0-9]*,.*,UP,')" -eq "$workers" ] && break
+    sleep 0.1
+  done
+  [ "$i" -lt 300 ] || { down; die "haproxy does not see every worker up (http://127.0.0.1:$stats_port/stats)"; }
   local list
   list=$(IFS=,; echo "${entries[*]}")
-  printf '{"front":"http://127.0.0.1:%s","redis":"redis://127.0.0.1:%s","workers":[%s]}\n' "$port" "$redis_port" "$list" >"$run/workers.json"
+  printf '{"front":"http://127.0.0.1:%s","redis":"redis://127.0.0.1:%s","haproxyStats":"http://127.0.0.1:%s/stats","workers":[%s]}\n' \
+    "$port" "$redis_port" "$stats_port" "$list" >"$run/workers.json"
   echo "http://127.0.0.1:$port/"
 }
 

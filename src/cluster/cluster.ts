@@ -134,7 +134,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   /** The stream's state changed (packets went out, a control was applied): write it. */
   changed(id: string): void {
     const t = this.tracked.get(id);
-    if (!t) return;
+    // After handOver() the state stays as its clients last had it: they resume from there elsewhere.
+    if (!t || this.closed) return;
     if (t.saving) {
       t.again = true;
       return;
@@ -174,7 +175,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (!this.storeUp) throw new ProtocolError('busy', 'sessions cannot be resumed now: the cluster store (Redis) is unreachable');
     const { session: id, token } = handle;
     const found = await this.store.lookup(id, token);
-    if (!found || !found.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
+    if (!found?.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
     const inUse = found.owner === this.workerId ? heldHere(id) : await holdsStream(this.redis, found.owner, id);
     if (inUse) throw new ProtocolError('no_session', 'the session is in use on another connection');
     const claim = await this.store.claim(id, found.owner);

@@ -12,7 +12,7 @@ import type { StreamSpec } from '../stream/engine-core.ts';
 import type { UnappliedControl } from '../stream/stream-record.ts';
 
 /** How long a stream's state outlives its owner's last write: the time a client has to resume it. */
-export const RESUME_WINDOW_MS = 60_000;
+const RESUME_WINDOW_MS = 60_000;
 
 export interface StreamSnapshot {
   spec: StreamSpec;
@@ -49,7 +49,7 @@ const REMOVE = `
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-export function streamKey(id: string): string {
+function streamKey(id: string): string {
   return `riverrun:stream:${id}`;
 }
 

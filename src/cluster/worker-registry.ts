@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis';
 
 export const HEARTBEAT_MS = 1000;
-export const HEARTBEAT_TTL_MS = 3000;
+const HEARTBEAT_TTL_MS = 3000;
 /** How long an owner has to answer `GET /v1/worker` before it counts as gone. */
 const PROBE_TIMEOUT_MS = 500;
 
@@ -20,7 +20,7 @@ export interface WorkerEntry {
   at: number;
 }
 
-export function workerKey(id: string): string {
+function workerKey(id: string): string {
   return `riverrun:worker:${id}`;
 }
 
@@ -30,20 +30,6 @@ export async function publishWorker(redis: Redis, entry: WorkerEntry): Promise<v
 
 export async function unpublishWorker(redis: Redis, id: string): Promise<void> {
   await redis.del(workerKey(id));
-}
-
-/** Every worker whose heartbeat is current. */
-export async function listWorkers(redis: Redis): Promise<WorkerEntry[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', workerKey('*'), 'COUNT', 500);
-    cursor = next;
-    keys.push(...found);
-  } while (cursor !== '0');
-  if (keys.length === 0) return [];
-  const values = await redis.mget(...keys);
-  return values.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as WorkerEntry);
 }
 
 /**

@@ -71,7 +71,7 @@ export interface ServerConfig {
   engineFaults?: boolean;
 }
 
-export interface ClusterConfig {
+interface ClusterConfig {
   /** redis://host:port of the store every worker shares. */
   redisUrl: string;
   /** This worker's id (default hostname-pid). */
