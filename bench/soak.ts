@@ -260,11 +260,22 @@ child.kill('SIGTERM');
 
 const afterFirstMinute = samples.find((s) => s.t >= 60) ?? samples[0]!;
 const last = samples.at(-1)!;
+// RSS follows live memory (bin/riverrun gives large blocks back to the system when freed), so it swings
+// by tens of MiB between samples as sessions come and go: a minute's median is its value, not one sample.
+const medianRss = (from: number, to: number): number => {
+  const v = samples.filter((s) => s.t >= from && s.t < to).map((s) => s.rssMiB);
+  v.sort((a, b) => a - b);
+  return v.length > 0 ? v[Math.floor(v.length / 2)]! : Number.NaN;
+};
+const secondMinute = medianRss(60, 120);
+const lastMinute = medianRss(last.t - 60, last.t + 1);
 const summary = {
   minutes,
-  rssAfterFirstMinuteMiB: afterFirstMinute.rssMiB,
-  rssEndMiB: last.rssMiB,
-  rssEndOverFirstMinute: last.rssMiB / afterFirstMinute.rssMiB,
+  rssSecondMinuteMedianMiB: secondMinute,
+  rssLastMinuteMedianMiB: lastMinute,
+  rssLastOverSecondMinute: lastMinute / secondMinute,
+  rssSampleAfterFirstMinuteMiB: afterFirstMinute.rssMiB,
+  rssSampleEndMiB: last.rssMiB,
   maxLagP99Ms: Math.max(...samples.map((s) => s.lagP99Ms)),
   healthyListenerUnderruns: last.listenerUnderruns,
   oggListenerUnderruns: last.oggUnderruns,

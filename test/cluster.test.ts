@@ -28,13 +28,16 @@ interface WorkerInfo {
   url: string;
 }
 let workers: WorkerInfo[] = [];
+let prometheus = '';
 let redis: Redis;
 
 beforeAll(async () => {
   // One onnxruntime thread per worker: three engines share this machine's cores.
   const flags = ['--threads', '1', '--max-sessions', '12', '--max-sessions-per-address', '12', '--log-level', 'info'];
-  await run(CLUSTER, ['up', '--workers', '3', '--port', String(PORT), '--', ...flags], { env, timeout: 240_000 });
-  workers = (JSON.parse(readFileSync(join(work, 'run/workers.json'), 'utf8')) as { workers: WorkerInfo[] }).workers;
+  await run(CLUSTER, ['up', '--workers', '3', '--port', String(PORT), '--prometheus', '--', ...flags], { env, timeout: 240_000 });
+  const info = JSON.parse(readFileSync(join(work, 'run/workers.json'), 'utf8')) as { workers: WorkerInfo[]; prometheus: string };
+  workers = info.workers;
+  prometheus = info.prometheus;
   redis = new Redis(PORT + 1, '127.0.0.1');
   redis.on('error', () => {}); // Redis is stopped on purpose below
 }, 260_000);
@@ -44,6 +47,22 @@ afterAll(async () => {
   await run(CLUSTER, ['down'], { env, timeout: 60_000 }).catch(() => {});
   rmSync(work, { recursive: true, force: true });
 }, 70_000);
+
+/** An instant query to the cluster's Prometheus, as {labels, value} per series. */
+async function query(promql: string): Promise<{ metric: Record<string, string>; value: number }[]> {
+  const res = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(promql)}`);
+  const body = (await res.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+  return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+}
+
+/** Polls `check` until it returns true (for series that Prometheus scrapes every 5 s). */
+async function eventually(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
 
 async function held(w: WorkerInfo): Promise<{ id: string; streams: string[]; channels: string[] }> {
   const res = await fetch(`${w.url}/v1/worker`);
@@ -158,6 +177,29 @@ describe('a cluster of 3 workers behind HAProxy', () => {
     for (const w of workers) expect(await held(w)).toEqual({ id: w.id, streams: [], channels: ['radio'] });
   });
 
+  it('Prometheus (the real binary) finds every worker through its target file and scrapes it', async () => {
+    await eventually('every worker scraped', async () => (await query('up{job="riverrun"}')).filter((r) => r.value === 1).length === 3);
+    const up = await query('up{job="riverrun"}');
+    expect(up.map((r) => r.metric.worker).sort()).toEqual(['w1', 'w2', 'w3']);
+    const engines = await query('riverrun_engine_up');
+    expect(engines.map((r) => [r.metric.worker, r.value]).sort()).toEqual([
+      ['w1', 1],
+      ['w2', 1],
+      ['w3', 1],
+    ]);
+    expect((await query('riverrun_cluster_store_up')).every((r) => r.value === 1)).toBe(true);
+    const rules = (await (await fetch(`${prometheus}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string }[] }[] } };
+    expect(rules.data.groups.flatMap((g) => g.rules.map((r) => r.name))).toContain('RiverrunWorkerDown');
+    // Every query of the Grafana dashboard is one this Prometheus accepts.
+    const dashboard = JSON.parse(readFileSync(join(ROOT, 'infra/grafana/riverrun.json'), 'utf8')) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    for (const { expr } of dashboard.panels.flatMap((p) => p.targets)) {
+      const res = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      expect(((await res.json()) as { status: string }).status, expr).toBe('success');
+    }
+  }, 60_000);
+
   it('a killed worker (SIGKILL): its sessions come back on the others within 2 s, seq and pts going on, same prompts', async () => {
     for (let i = 0; i < 12; i++) clients.push(new SessionClient(`test prompt ${i}`));
     for (const c of clients) await c.open();
@@ -190,6 +232,11 @@ describe('a cluster of 3 workers behind HAProxy', () => {
     const after = await Promise.all(live.map(held));
     expect(after.flatMap((h) => h.streams).sort()).toEqual(clients.map((c) => c.resume.session).sort());
     for (const s of moved) expect(await redis.hget(`riverrun:stream:${s.resume.session}`, 'owner')).not.toBe(victim.id);
+    // Its target file stays: Prometheus sees it down (what RiverrunWorkerDown fires on), the others up.
+    await eventually('the killed worker scraped as down', async () =>
+      (await query(`up{worker="${victim.id}"}`)).some((r) => r.value === 0),
+    );
+    expect((await query('riverrun:streams:sum')).reduce((n, r) => n + r.value, 0)).toBeGreaterThan(0);
   }, 120_000);
 
   it('refuses a resume with a wrong token, of an unknown session, or of a session in use: no_session (4404)', async () => {

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A Riverrun cluster on this machine, on loopback (docs/deploy.md):
-#   infra/local/cluster.sh up --workers N --port P [--model DIR] [-- SERVE_FLAGS...]
+#   infra/local/cluster.sh up --workers N --port P [--model DIR] [--prometheus] [-- SERVE_FLAGS...]
 #   infra/local/cluster.sh down
 # `up` starts Redis (AOF on) on port P+1, N workers (`riverrun serve`, demo model unless --model) on
 # ports P+2 ... P+N+1 and HAProxy on port P in front of them (its stats page on P+N+2, /stats), returns once all of it is ready (the
 # processes keep running in the background) after printing the front's URL, and writes
-# RUN/workers.json: {front, redis, workers: [{id, pid, port, url}]}. `down` stops all of it.
+# RUN/workers.json: {front, redis, haproxyStats, prometheus, workers: [{id, pid, port, url}]}. Each
+# worker writes its Prometheus target to RUN/targets/; RUN/prometheus.yml scrapes them with
+# infra/prometheus/rules.yml, and --prometheus starts Prometheus with it on port P+N+3.
+# `down` stops all of it.
 # RUN is infra/local/run, or $RIVERRUN_CLUSTER_RUN. Needs redis-server, redis-cli, haproxy and curl.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,22 +32,24 @@ wait_ready() {
 }
 
 up() {
-  local workers=3 port=8000 model="" serve=()
+  local workers=3 port=8000 model="" prometheus=0 serve=()
   while [ $# -gt 0 ]; do
     case $1 in
       --workers) workers=${2:?--workers needs a number}; shift 2 ;;
       --port) port=${2:?--port needs a number}; shift 2 ;;
       --model) model=${2:?--model needs a directory}; shift 2 ;;
+      --prometheus) prometheus=1; shift ;;
       --) shift; serve=("$@"); break ;;
       *) die "unknown option $1 (up --workers N --port P [--model DIR] [-- SERVE_FLAGS...])" ;;
     esac
   done
   [[ $workers =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer (got $workers)"
-  [[ $port =~ ^[1-9][0-9]*$ ]] && [ "$port" -le $((65535 - workers - 2)) ] || die "--port must leave room for Redis and the workers after it (got $port)"
+  [[ $port =~ ^[1-9][0-9]*$ ]] && [ "$port" -le $((65535 - workers - 3)) ] || die "--port must leave room for Redis and the workers after it (got $port)"
   for tool in redis-server redis-cli haproxy curl; do
     command -v $tool >/dev/null || die "$tool is not installed (Debian: apt-get install redis-server haproxy curl)"
   done
   [ -e "$run/workers.json" ] && die "a cluster is already up in $run (infra/local/cluster.sh down first)"
+  [ "$prometheus" -eq 0 ] || command -v prometheus >/dev/null || die "prometheus is not installed (Debian: apt-get install prometheus)"
   mkdir -p "$run/redis"
 
   local redis_port=$((port + 1))
@@ -62,6 +67,7 @@ up() {
   for ((i = 1; i <= workers; i++)); do
     local wport=$((port + 1 + i))
     "$root/bin/riverrun" serve --host 127.0.0.1 --port "$wport" --redis "redis://127.0.0.1:$redis_port" --worker-id "w$i" \
+      --metrics-sd-dir "$run/targets" \
       ${model:+--model "$model"} "${serve[@]}" >"$run/w$i.log" 2>&1 &
     echo $! >"$run/w$i.pid"
     entries+=("{\"id\":\"w$i\",\"pid\":$!,\"port\":$wport,\"url\":\"http://127.0.0.1:$wport\"}")
@@ -82,10 +88,22 @@ up() {
     sleep 0.1
   done
   [ "$i" -lt 300 ] || { down; die "haproxy does not see every worker up (http://127.0.0.1:$stats_port/stats)"; }
+  # Prometheus: the shipped config, reading this cluster's targets, with the shipped rules.
+  sed -e "s|'targets/\*.json'|'$run/targets/*.json'|" -e "s|^  - rules.yml|  - $root/infra/prometheus/rules.yml|" \
+    "$root/infra/prometheus/prometheus.yml" >"$run/prometheus.yml"
+  local prom_url=""
+  if [ "$prometheus" -eq 1 ]; then
+    local prom_port=$((port + workers + 3))
+    prometheus --config.file="$run/prometheus.yml" --storage.tsdb.path="$run/prometheus" \
+      --web.listen-address="127.0.0.1:$prom_port" >"$run/prometheus.log" 2>&1 &
+    echo $! >"$run/prometheus.pid"
+    prom_url="http://127.0.0.1:$prom_port"
+    wait_ready "$prom_url/-/ready" 30 "$(cat "$run/prometheus.pid")" || { tail -20 "$run/prometheus.log" >&2; down; die "prometheus did not start"; }
+  fi
   local list
   list=$(IFS=,; echo "${entries[*]}")
-  printf '{"front":"http://127.0.0.1:%s","redis":"redis://127.0.0.1:%s","haproxyStats":"http://127.0.0.1:%s/stats","workers":[%s]}\n' \
-    "$port" "$redis_port" "$stats_port" "$list" >"$run/workers.json"
+  printf '{"front":"http://127.0.0.1:%s","redis":"redis://127.0.0.1:%s","haproxyStats":"http://127.0.0.1:%s/stats","prometheus":"%s","workers":[%s]}\n' \
+    "$port" "$redis_port" "$stats_port" "$prom_url" "$list" >"$run/workers.json"
   echo "http://127.0.0.1:$port/"
 }
 
@@ -108,6 +126,7 @@ stop_pid() {
 down() {
   [ -d "$run" ] || return 0
   stop_pid "$run/haproxy.pid"
+  stop_pid "$run/prometheus.pid"
   local f
   for f in "$run"/w*.pid; do stop_pid "$f"; done
   stop_pid "$run/redis.pid"

@@ -44,6 +44,8 @@ Start the Riverrun server: protocol v1 at /v1/ws, the web client at /, live Ogg 
   --window-seconds S     context window before a stream re-primes (default 30, capped by the model)
   --bitrate N            Opus bitrate in bits/s (default 64000)
   --log-level L          pino level (env LOG_LEVEL; default info)
+  --metrics-sd-dir DIR   write this server's Prometheus target to DIR/ID.json while it runs
+                         (file_sd; env RIVERRUN_METRICS_SD_DIR; ID: --worker-id, else hostname-port)
 
 Cluster (docs/deploy.md): several servers that share nothing but Redis; a session whose server is gone
 is taken up by another one when its client comes back with its resume token.
@@ -81,6 +83,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     'window-seconds': { type: 'string' },
     bitrate: { type: 'string' },
     'log-level': { type: 'string' },
+    'metrics-sd-dir': { type: 'string' },
     redis: { type: 'string' },
     'worker-id': { type: 'string' },
     'advertise-url': { type: 'string' },
@@ -129,6 +132,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     }
   }
 
+  const metricsSdDir = values['metrics-sd-dir'] ?? env.RIVERRUN_METRICS_SD_DIR;
   const redisUrl = values.redis ?? env.RIVERRUN_REDIS;
   const workerId = values['worker-id'] ?? env.RIVERRUN_WORKER_ID;
   const advertiseUrl = values['advertise-url'] ?? env.RIVERRUN_ADVERTISE_URL;
@@ -163,6 +167,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     bitrate: int('--bitrate', values.bitrate, 64000, 6000, 510_000),
     webRoot: new URL('../../clients/web/', import.meta.url).pathname,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'info',
+    ...(metricsSdDir && { metricsSdDir }),
     ...(redisUrl && { cluster: { redisUrl, workerId, advertiseUrl } }),
   };
 }

@@ -65,6 +65,8 @@ export interface ServerConfig {
   bitrate: number;
   webRoot: string;
   logLevel: string;
+  /** Where to write this server's Prometheus scrape target (file_sd), if anywhere. */
+  metricsSdDir?: string;
   /** A worker of a cluster (src/cluster/): its sessions' state in Redis, resumable on any worker. */
   cluster?: ClusterConfig;
   /** Let Engine.injectFault make the engine worker fail (tests and drills of its restart; no CLI flag). */

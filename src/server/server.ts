@@ -26,6 +26,7 @@ import { Connection, type OpenedSession, type ServerContext } from './connection
 import { checkHttpAccess, type HttpNeed } from './http-access.ts';
 import { IcecastSource } from './icecast.ts';
 import { Metrics } from './metrics.ts';
+import { MetricsTarget } from './metrics-discovery.ts';
 import { OggStreams } from './ogg-http.ts';
 import { PROTOCOL_MODULE_URL, serveProtocolModule } from './protocol-module.ts';
 import { serveStatic } from './static-files.ts';
@@ -420,6 +421,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   const advertised =
     config.cluster?.advertiseUrl ?? `http://${config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host}:${port}`;
   cluster?.startHeartbeat(() => ({ url: advertised, streams: sessions.size, channels: channels.size }));
+  const metricsTarget = config.metricsSdDir
+    ? new MetricsTarget(config.metricsSdDir, cluster?.workerId ?? `${hostname()}-${port}`, new URL(advertised).host)
+    : null;
   ready = true;
   log.info(
     { port, channels: [...channels.keys()], packetMs: PACKET_MS },
@@ -438,6 +442,7 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       closing ??= (async () => {
         ctx.shuttingDown = true;
         clearInterval(statusTimer);
+        metricsTarget?.remove();
         // Sessions' last state to the store, and out of the registry: their clients resume elsewhere.
         await cluster?.handOver();
         for (const c of channels.values()) c.close();
