@@ -45,7 +45,8 @@ describe('infra/grafana/riverrun.json', () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect(dashboard.templating.list.map((v) => v.name)).toContain('datasource');
     for (const p of dashboard.panels) {
-      expect(p.datasource.uid).toBe('${datasource}');
+      // Grafana's variable syntax, not a template literal.
+      expect(p.datasource.uid).toBe(`$${'{datasource}'}`);
       expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
       expect(p.targets.length).toBeGreaterThan(0);
     }
