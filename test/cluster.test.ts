@@ -1,12 +1,14 @@
-// A real cluster on loopback (infra/local/cluster.sh): Redis with AOF, HAProxy and 3 workers with the
-// demo model. Sessions are opened through HAProxy; a worker is killed (SIGKILL) or stopped (SIGTERM) and
-// its sessions' clients come back through HAProxy with their resume handle, as the SDK does.
+// A real cluster on loopback (infra/local/cluster.sh): Redis with AOF, HAProxy, Prometheus and 4 workers
+// with the demo model. Sessions are opened through HAProxy; workers are killed (SIGKILL) or stopped
+// (SIGTERM) one after the other, and their sessions' clients come back through HAProxy with their resume
+// handle, as the SDK and the web page do.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RiverrunClient } from '../clients/sdk/index.ts';
 import { type Msg, TestClient } from './helpers/ws-client.ts';
@@ -34,7 +36,7 @@ let redis: Redis;
 beforeAll(async () => {
   // One onnxruntime thread per worker: three engines share this machine's cores.
   const flags = ['--threads', '1', '--max-sessions', '12', '--max-sessions-per-address', '12', '--log-level', 'info'];
-  await run(CLUSTER, ['up', '--workers', '3', '--port', String(PORT), '--prometheus', '--', ...flags], { env, timeout: 240_000 });
+  await run(CLUSTER, ['up', '--workers', '4', '--port', String(PORT), '--prometheus', '--', ...flags], { env, timeout: 240_000 });
   const info = JSON.parse(readFileSync(join(work, 'run/workers.json'), 'utf8')) as { workers: WorkerInfo[]; prometheus: string };
   workers = info.workers;
   prometheus = info.prometheus;
@@ -119,11 +121,20 @@ class SessionClient {
     return answer;
   }
 
-  /** Seconds of audio received by `at` beyond what a player started at the first packet has played. */
+  /**
+   * Seconds of audio a player holds at `at`: one that starts at the first packet, plays on in real
+   * time, waits when it runs dry, and drops packets whose seq it already has.
+   */
   bufferedAt(at: number): number {
-    const first = this.audio[0]!;
-    const received = this.audio.filter((a) => a.at <= at).reduce((n, a) => n + a.packets, 0) * 0.02;
-    return received - (at - first.at) / 1000;
+    let end = 0; // when the audio received so far runs out (ms)
+    let next = 0; // the seq the player needs next
+    for (const a of this.audio) {
+      if (a.at > at) break;
+      const fresh = Math.max(0, a.seq + a.packets - Math.max(a.seq, next));
+      next = Math.max(next, a.seq + a.packets);
+      end = Math.max(end, a.at) + fresh * 20;
+    }
+    return Math.max(0, end - at) / 1000;
   }
 }
 
@@ -171,21 +182,22 @@ function checkResumed(moved: SessionClient[], droppedAt: number): { gaps: number
 let live: WorkerInfo[] = [];
 const clients: SessionClient[] = [];
 
-describe('a cluster of 3 workers behind HAProxy', () => {
+describe('a cluster of 4 workers behind HAProxy', () => {
   it('answers GET /v1/worker on every worker', async () => {
     live = [...workers];
     for (const w of workers) expect(await held(w)).toEqual({ id: w.id, streams: [], channels: ['radio'] });
   });
 
   it('Prometheus (the real binary) finds every worker through its target file and scrapes it', async () => {
-    await eventually('every worker scraped', async () => (await query('up{job="riverrun"}')).filter((r) => r.value === 1).length === 3);
+    await eventually('every worker scraped', async () => (await query('up{job="riverrun"}')).filter((r) => r.value === 1).length === 4);
     const up = await query('up{job="riverrun"}');
-    expect(up.map((r) => r.metric.worker).sort()).toEqual(['w1', 'w2', 'w3']);
+    expect(up.map((r) => r.metric.worker).sort()).toEqual(['w1', 'w2', 'w3', 'w4']);
     const engines = await query('riverrun_engine_up');
     expect(engines.map((r) => [r.metric.worker, r.value]).sort()).toEqual([
       ['w1', 1],
       ['w2', 1],
       ['w3', 1],
+      ['w4', 1],
     ]);
     expect((await query('riverrun_cluster_store_up')).every((r) => r.value === 1)).toBe(true);
     const rules = (await (await fetch(`${prometheus}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string }[] }[] } };
@@ -257,6 +269,52 @@ describe('a cluster of 3 workers behind HAProxy', () => {
     expect(clients[0]!.audio.length).toBeGreaterThan(before);
   }, 30_000);
 
+  it('the web page (Chromium) resumes its session when its worker is killed, and plays again', async () => {
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+    });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`http://127.0.0.1:${PORT}/`);
+      await page.getByRole('button', { name: 'Start my own stream' }).click();
+      const hook = 'globalThis.riverrun';
+      await page.waitForFunction(`${hook}.stats()?.state === 'playing'`, null, { timeout: 30_000 });
+      const resume = (await page.evaluate(`${hook}.setup().resume`)) as { session: string; token: string };
+      expect(resume.session).toMatch(/^session:/);
+      const owner = await ownerOf(resume.session);
+      const onOwner = (await held(owner)).streams;
+      const alsoThere = clients.filter((c) => onOwner.includes(c.resume.session));
+      process.kill(owner.pid, 'SIGKILL');
+      live = live.filter((w) => w !== owner);
+      // The test's own sessions on that worker come back too (the later tests use them).
+      await Promise.all(
+        alsoThere.map(async (c) => {
+          await c.client.waitClosed(10_000);
+          expect(await c.comeBack()).toMatchObject({ resumed: true });
+        }),
+      );
+      await page.waitForFunction(`${hook}.setup()?.resumed === true`, null, { timeout: 30_000 });
+      const resumedAt = (await page.evaluate('performance.now()')) as number;
+      expect(await page.evaluate(`${hook}.setup().resume`)).toEqual(resume);
+      // Audio of the resumed session plays: a worklet report after the resume, playing, not silent.
+      await page.waitForFunction(
+        `${hook}.statsHistory().some((s) => s.receivedAt > ${resumedAt} && s.state === 'playing' && s.rms > 0)`,
+        null,
+        { timeout: 30_000 },
+      );
+      // The session lives on another worker now, and the page says it resumed.
+      expect((await ownerOf(resume.session)).id).not.toBe(owner.id);
+      expect(await page.getByText('your stream (resumed)').count()).toBeGreaterThan(0);
+      expect(problems).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 90_000);
+
   it('a stopped worker (SIGTERM) hands its sessions over: back within the listener buffer; the SDK resumes by itself', async () => {
     // Two workers are left, and one of them will carry every session: 6 of the 12 end first, so that
     // it keeps real time on this machine's 2 cores.
@@ -271,30 +329,33 @@ describe('a cluster of 3 workers behind HAProxy', () => {
     const streams = (await held(owner)).streams;
     const moved = clients.filter((c) => streams.includes(c.resume.session));
 
-    const reconnected = sdk.waitFor('reconnect', undefined, 30_000);
-    const stoppedAt = performance.now();
-    process.kill(owner.pid, 'SIGTERM');
-    live = live.filter((w) => w !== owner);
-    await Promise.all(
-      moved.map(async (c) => {
-        expect(await c.client.next('error', 0, 10_000)).toMatchObject({ code: 'shutting_down' });
-        expect((await c.client.waitClosed(10_000)).code).toBe(1001);
-        expect(await c.comeBack()).toMatchObject({ type: 'setup_complete', resumed: true });
-      }),
-    );
-    const back = await reconnected;
-    expect(back.setup).toMatchObject({ resumed: true, resume: setup.resume });
-    await new Promise((r) => setTimeout(r, 4000));
-    const { gaps, stalls } = checkResumed(moved, stoppedAt);
-    const sdkAfter = sdkAudio.filter((a) => a.at > stoppedAt);
-    const sdkBefore = sdkAudio.filter((a) => a.at <= stoppedAt);
-    expect(sdkAfter.length).toBeGreaterThan(0);
-    expect(sdkAfter[sdkAfter.length - 1]!.seq).toBeGreaterThan(sdkBefore[sdkBefore.length - 1]!.seq);
-    console.log(
-      `SIGTERM: ${moved.length} sessions and the SDK's back; first audio after the signal ${ms(gaps)} ms; a player's stall ${ms(stalls)} ms`,
-    );
-    for (const s of stalls) expect(s).toBe(0);
-    await sdk.close();
+    try {
+      const reconnected = sdk.waitFor('reconnect', undefined, 30_000);
+      const stoppedAt = performance.now();
+      process.kill(owner.pid, 'SIGTERM');
+      live = live.filter((w) => w !== owner);
+      await Promise.all(
+        moved.map(async (c) => {
+          expect(await c.client.next('error', 0, 10_000)).toMatchObject({ code: 'shutting_down' });
+          expect((await c.client.waitClosed(10_000)).code).toBe(1001);
+          expect(await c.comeBack()).toMatchObject({ type: 'setup_complete', resumed: true });
+        }),
+      );
+      const back = await reconnected;
+      expect(back.setup).toMatchObject({ resumed: true, resume: setup.resume });
+      await new Promise((r) => setTimeout(r, 4000));
+      const { gaps, stalls } = checkResumed(moved, stoppedAt);
+      const sdkAfter = sdkAudio.filter((a) => a.at > stoppedAt);
+      const sdkBefore = sdkAudio.filter((a) => a.at <= stoppedAt);
+      expect(sdkAfter.length).toBeGreaterThan(0);
+      expect(sdkAfter[sdkAfter.length - 1]!.seq).toBeGreaterThan(sdkBefore[sdkBefore.length - 1]!.seq);
+      console.log(
+        `SIGTERM: ${moved.length} sessions and the SDK's back; first audio after the signal ${ms(gaps)} ms; a player's stall ${ms(stalls)} ms`,
+      );
+      for (const s of stalls) expect(s).toBe(0);
+    } finally {
+      await sdk.close();
+    }
   }, 120_000);
 
   it('Redis away: the worker serves on and says failover is unavailable; back from its AOF, nothing acknowledged lost', async () => {

@@ -1,5 +1,7 @@
 // One protocol v1 connection at a time: setup (a channel or a personal session), the server's messages,
-// pings for the round trip, and reconnection with the protocol's backoff policy.
+// pings for the round trip, and reconnection with the protocol's backoff policy. A personal session on
+// a cluster is resumed after a drop (setup.resume with the handle its setup_complete gave); if the server
+// says it is gone (no_session), a new session is started at once.
 import { backoffDelay, CLOSE_CODES, DEFAULT_RECONNECT, decodeMessage, encodeMessage, isRetryable, PROTOCOL_PATH } from '/protocol.js';
 import { ensureAudio } from './audio.js';
 import { describePrompts, IDLE_NOTE, log, setConn, showModel, ui } from './dom.js';
@@ -11,8 +13,10 @@ import { state } from './state.js';
 const MAX_CONTROLS = 64;
 const PING_INTERVAL_MS = 2000;
 
-function wsUrl() {
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${PROTOCOL_PATH}`;
+/** The protocol URL; a resuming connection names its session, for a front that routes on it. */
+function wsUrl(resume) {
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${PROTOCOL_PATH}`;
+  return resume ? `${url}?session=${encodeURIComponent(resume.session)}` : url;
 }
 
 /** Sends one message; false (and a log line) when not connected. */
@@ -30,6 +34,7 @@ export async function connect(target) {
   await ensureAudio();
   disconnect(false);
   state.target = target;
+  state.resume = null;
   state.userClosed = false;
   state.timeline = { connectAt: performance.now(), setupAt: null, firstAudioAt: null, playingAt: null };
   open();
@@ -46,14 +51,17 @@ function open() {
   state.change = null;
   state.epoch++;
   state.audio.node.port.postMessage({ type: 'reset', epoch: state.epoch });
-  setConn(target.kind === 'channel' ? `connecting to ${target.name}…` : 'starting your stream…');
-  const ws = new WebSocket(wsUrl());
+  const resume = target.kind === 'session' ? state.resume : null;
+  state.resuming = resume !== null;
+  setConn(target.kind === 'channel' ? `connecting to ${target.name}…` : resume ? 'resuming your stream…' : 'starting your stream…');
+  const ws = new WebSocket(wsUrl(resume));
   ws.binaryType = 'arraybuffer';
   state.ws = ws;
   ws.onopen = () => {
     const setup = { type: 'setup' };
     if (token) setup.token = token;
     if (target.kind === 'channel') setup.listen = target.id;
+    else if (resume) setup.resume = resume;
     else setup.session = { prompts: readPrompts() ?? DEFAULT_PROMPTS, config: readConfig() };
     ws.send(encodeMessage(setup));
   };
@@ -108,10 +116,11 @@ function onMessage(msg) {
 
 function onSetupComplete(msg) {
   state.setup = msg;
+  state.resume = msg.resume ?? null;
   state.attempts = 0;
   state.timeline.setupAt ??= performance.now();
   const t = state.target;
-  setConn(t.kind === 'channel' ? `listening to ${t.name}` : 'your stream', 'ok');
+  setConn(t.kind === 'channel' ? `listening to ${t.name}` : msg.resumed ? 'your stream (resumed)' : 'your stream', 'ok');
   showModel(msg.model);
   // A fresh decoder for every connection; it posts PCM straight to the worklet through a MessagePort.
   const channel = new MessageChannel();
@@ -167,7 +176,10 @@ function onClosed(code, reason) {
   state.ws = null;
   state.worker?.postMessage({ type: 'stop' });
   if (state.userClosed) return;
-  const retry = isRetryable(code, reason, state.fatalError?.code) && state.attempts < DEFAULT_RECONNECT.maxAttempts;
+  // The session could not be taken up (it ended or expired): the next attempt starts a new one.
+  const sessionGone = state.resuming && state.fatalError?.code === 'no_session';
+  if (sessionGone) state.resume = null;
+  const retry = (sessionGone || isRetryable(code, reason, state.fatalError?.code)) && state.attempts < DEFAULT_RECONNECT.maxAttempts;
   log(`Connection closed (${code}${reason ? ` ${reason}` : ''}).`, retry ? 'warn' : 'error');
   if (retry) {
     const delay = backoffDelay(++state.attempts, DEFAULT_RECONNECT);

@@ -12,6 +12,10 @@ export const state = {
   userClosed: false,
   /** reconnection attempts since the last setup_complete */
   attempts: 0,
+  /** a personal session's resume handle on a cluster (setup_complete.resume), for the next reconnection */
+  resume: null,
+  /** whether the current connection's setup resumes a session */
+  resuming: false,
   reconnectTimer: 0,
   setup: null,
   /** the fatal `error` of the current connection, if one came (it decides whether to reconnect) */
