@@ -66,9 +66,9 @@ async function eventually(what: string, check: () => Promise<boolean>, ms = 30_0
   }
 }
 
-async function held(w: WorkerInfo): Promise<{ id: string; streams: string[]; channels: string[] }> {
+async function held(w: WorkerInfo): Promise<{ id: string; streams: string[]; detached: string[]; channels: string[] }> {
   const res = await fetch(`${w.url}/v1/worker`);
-  return (await res.json()) as { id: string; streams: string[]; channels: string[] };
+  return (await res.json()) as { id: string; streams: string[]; detached: string[]; channels: string[] };
 }
 
 /** A session's client: records every audio message's arrival, and comes back with its resume handle when dropped. */
@@ -185,7 +185,7 @@ const clients: SessionClient[] = [];
 describe('a cluster of 4 workers behind HAProxy', () => {
   it('answers GET /v1/worker on every worker', async () => {
     live = [...workers];
-    for (const w of workers) expect(await held(w)).toEqual({ id: w.id, streams: [], channels: ['radio'] });
+    for (const w of workers) expect(await held(w)).toEqual({ id: w.id, streams: [], detached: [], channels: ['radio'] });
   });
 
   it('Prometheus (the real binary) finds every worker through its target file and scrapes it', async () => {
@@ -267,6 +267,23 @@ describe('a cluster of 4 workers behind HAProxy', () => {
     const before = clients[0]!.audio.length;
     await new Promise((r) => setTimeout(r, 1500));
     expect(clients[0]!.audio.length).toBeGreaterThan(before);
+  }, 30_000);
+
+  it('a connection that drops while its worker lives: the session waits, and its client takes it up again', async () => {
+    const c = clients[1]!;
+    const owner = await ownerOf(c.resume.session);
+    const droppedAt = performance.now();
+    c.client.ws.terminate(); // no close frame: the server sees 1006
+    await c.client.waitClosed();
+    await eventually('the session detached', async () => (await held(owner)).detached.includes(c.resume.session), 5000);
+    expect(await c.comeBack()).toMatchObject({ type: 'setup_complete', resumed: true, resume: c.resume });
+    await new Promise((r) => setTimeout(r, 2000));
+    const { gaps } = checkResumed([c], droppedAt);
+    console.log(`dropped connection: audio again ${ms(gaps)} ms after the drop`);
+    // Held once, attached, by one worker.
+    const holdings = await Promise.all(live.map(held));
+    expect(holdings.flatMap((h) => h.streams).filter((s) => s === c.resume.session)).toHaveLength(1);
+    expect(holdings.flatMap((h) => h.detached)).toEqual([]);
   }, 30_000);
 
   it('the web page (Chromium) resumes its session when its worker is killed, and plays again', async () => {

@@ -188,6 +188,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return { ...claim.stream, resume: handle };
   }
 
+  /** The session's owner in the store and whether `token` is its resume token; null if it is not stored. */
+  async lookup(handle: ResumeHandle): Promise<{ owner: string; tokenMatches: boolean } | null> {
+    if (!this.storeUp) throw new ProtocolError('busy', 'sessions cannot be resumed now: the cluster store (Redis) is unreachable');
+    return this.store.lookup(handle.session, handle.token);
+  }
+
   /** Ids of every session whose state the store holds (any worker's). */
   storedStreams(): Promise<string[]> {
     return this.store.ids();

@@ -106,12 +106,12 @@ export class StreamFeed implements PacketSource {
    * Stops the feed's clock: nothing in the backlog becomes due, so the next listener starts with the
    * packet that was playing when it stopped and the lead that was buffered then.
    */
-  protected stopClock(): void {
+  stopClock(): void {
     this.stoppedAt ??= this.now();
   }
 
   /** Starts the clock where it stood: the anchor moves by the time it stood still, so no packet is late. */
-  protected startClock(): void {
+  startClock(): void {
     if (this.stoppedAt === null) return;
     if (this.anchor !== null) this.anchor += this.now() - this.stoppedAt;
     this.stoppedAt = null;

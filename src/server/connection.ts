@@ -41,6 +41,8 @@ export interface ServerContext {
   /** Takes up a session of the cluster whose connection was lost; throws ProtocolError no_session or busy. */
   resumeSession(handle: ResumeHandle, ticket: Ticket, lost: () => void): Promise<OpenedSession>;
   closeSession(id: string): void;
+  /** The session's connection dropped without a goodbye: keep the session a while for a resume. */
+  detachSession(id: string): void;
   shuttingDown: boolean;
 }
 
@@ -101,7 +103,8 @@ export class Connection {
     this.steering = new TokenBucket(ctx.config.limits.steeringPerSecond, ctx.config.limits.steeringBurst);
     this.budget = new TokenBucket(ctx.config.limits.messagesPerSecond, ctx.config.limits.messageBurst);
     ws.on('message', (data, isBinary) => this.enqueue(data as Frame, isBinary));
-    ws.on('close', () => this.cleanup());
+    // 1006: the connection dropped without a close frame (a network blip, a crash of the client).
+    ws.on('close', (code) => this.cleanup(code === 1006));
     ws.on('error', (err) => this.log.debug({ err }, 'socket error'));
     // Kernel socket buffers hide a stalled reader from bufferedAmount for megabytes; an unanswered
     // ping does not hide it. Both are checked before audio is sent.
@@ -392,7 +395,8 @@ export class Connection {
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
 
-  private cleanup(): void {
+  /** `dropped`: the peer vanished without a goodbye (its session waits for a resume, on a cluster). */
+  private cleanup(dropped = false): void {
     this.queue.length = 0;
     this.queuedBytes = 0;
     clearInterval(this.heartbeat);
@@ -401,7 +405,8 @@ export class Connection {
     this.statusTimer = null;
     for (const c of this.cleanups.splice(0)) c();
     if (this.session) {
-      this.ctx.closeSession(this.session.id);
+      if (dropped && this.state !== 'closed') this.ctx.detachSession(this.session.id);
+      else this.ctx.closeSession(this.session.id);
       this.session = null;
     }
     this.ticket.release();

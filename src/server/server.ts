@@ -32,6 +32,8 @@ import { PROTOCOL_MODULE_URL, serveProtocolModule } from './protocol-module.ts';
 import { serveStatic } from './static-files.ts';
 
 const DEFAULT_SESSION_PROMPTS = [{ text: 'ambient music', weight: 1 }];
+/** How long a cluster worker keeps a session whose connection dropped, waiting for its client to resume it. */
+const DETACHED_SESSION_MS = 30_000;
 /** Longest audio prompt (and at most half the context window, to leave room to continue). */
 const AUDIO_PROMPT_MAX_SECONDS = 10;
 
@@ -88,8 +90,11 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
   const metrics = new Metrics();
   const feeds = new Map<string, StreamFeed>();
   const channels = new Map<string, Channel>();
-  /** Personal sessions: id -> gives its admission slot back, and ends its connection (another worker took it). */
-  const sessions = new Map<string, { release: () => void; lost: () => void }>();
+  /**
+   * Personal sessions: id -> gives its admission slot back, ends its connection (another worker took
+   * it), and, while its connection is gone and its client may resume it, the timer that ends it.
+   */
+  const sessions = new Map<string, { release: () => void; lost: () => void; detached?: NodeJS.Timeout }>();
   const connections = new Set<Connection>();
   const oggStreams = new OggStreams({ maxListeners: config.limits.maxOggListeners });
   const icecasts: IcecastSource[] = [];
@@ -197,6 +202,30 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     async resumeSession(handle: ResumeHandle, ticket: Ticket, lost: () => void): Promise<OpenedSession> {
       if (!cluster) throw new ProtocolError('no_session', 'this server is not part of a cluster: a session ends with its connection');
       const release = ticket.reserveSession();
+      try {
+        const id = handle.session;
+        if (sessions.get(id)?.detached) {
+          // Still here, waiting since its connection dropped: the new connection takes it as it stands,
+          // unless another worker took it up meanwhile (then this copy goes).
+          const found = await cluster.lookup(handle);
+          if (!found?.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
+          const local = sessions.get(id);
+          if (found.owner !== cluster.workerId) ctx.closeSession(id);
+          else if (local?.detached) {
+            clearTimeout(local.detached);
+            sessions.set(id, { release, lost });
+            const feed = feeds.get(id)!;
+            feed.startClock();
+            await engine.setIdle(id, false);
+            metrics.sessionsResumed.inc();
+            log.info({ stream: id }, 'session taken up again by a new connection');
+            return { feed, resume: handle };
+          }
+        }
+      } catch (err) {
+        release();
+        throw err;
+      }
       let stored: Awaited<ReturnType<Cluster['takeOver']>>;
       try {
         stored = await cluster.takeOver(handle, (id) => sessions.has(id));
@@ -209,6 +238,8 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       // The listener's buffer ran down since the state was written (unless nothing was playing).
       if (spec.resume && (spec.state ?? 'playing') === 'playing' && !spec.idle)
         spec.resume.leadMs = Math.max(0, spec.resume.leadMs - (Date.now() - stored.savedAt));
+      // Idle only while it waited for its connection (detachSession): a client is here now.
+      spec.idle = false;
       const feed = new StreamFeed(id, spec.channels ?? 2);
       // What is playing, for the client (a resumed stream announces nothing until its next change).
       if (spec.resume)
@@ -234,10 +265,26 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       cluster.changed(id);
       return { feed, resume: stored.resume };
     },
+    detachSession(id: string): void {
+      const session = sessions.get(id);
+      if (!session) return;
+      if (!cluster || ctx.shuttingDown) return ctx.closeSession(id);
+      // Its slot is free for the next connection (a resume takes one again); its stream stands still.
+      session.release();
+      const feed = feeds.get(id)!;
+      feed.stopClock();
+      void engine.setIdle(id, true).catch(() => {});
+      sessions.set(id, {
+        release: () => {},
+        lost: () => ctx.closeSession(id),
+        detached: setTimeout(() => ctx.closeSession(id), DETACHED_SESSION_MS),
+      });
+    },
     closeSession(id: string): void {
       const session = sessions.get(id);
       if (!session) return;
       sessions.delete(id);
+      clearTimeout(session.detached);
       session.release();
       cluster?.forget(id);
       feeds.delete(id);
@@ -325,7 +372,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     }
     if (path === '/v1/worker') {
       // What this worker holds now, for operators, tests and the other workers (ids only: resuming needs a token).
-      const held = { id: cluster?.workerId ?? null, streams: [...sessions.keys()], channels: [...channels.keys()] };
+      const attached = [...sessions].filter(([, s]) => !s.detached).map(([id]) => id);
+      const detached = [...sessions].filter(([, s]) => s.detached).map(([id]) => id);
+      const held = { id: cluster?.workerId ?? null, streams: attached, detached, channels: [...channels.keys()] };
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(held));
       return;
     }
