@@ -268,7 +268,10 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     detachSession(id: string): void {
       const session = sessions.get(id);
       if (!session) return;
-      if (!cluster || ctx.shuttingDown) return ctx.closeSession(id);
+      if (!cluster || ctx.shuttingDown) {
+        ctx.closeSession(id);
+        return;
+      }
       // Its slot is free for the next connection (a resume takes one again); its stream stands still.
       session.release();
       const feed = feeds.get(id)!;
