@@ -279,7 +279,8 @@ describe('a cluster of 4 workers behind HAProxy', () => {
     expect(await c.comeBack()).toMatchObject({ type: 'setup_complete', resumed: true, resume: c.resume });
     await new Promise((r) => setTimeout(r, 2000));
     const { gaps } = checkResumed([c], droppedAt);
-    console.log(`dropped connection: audio again ${ms(gaps)} ms after the drop`);
+    const fromOpen = c.audio.find((a) => a.connection === c.connections.length - 1)!.at - c.back.open;
+    console.log(`dropped connection: audio again ${ms(gaps)} ms after the drop, ${fromOpen.toFixed(0)} ms after the new socket opened`);
     // Held once, attached, by one worker.
     const holdings = await Promise.all(live.map(held));
     expect(holdings.flatMap((h) => h.streams).filter((s) => s === c.resume.session)).toHaveLength(1);

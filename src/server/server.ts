@@ -277,11 +277,9 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       const feed = feeds.get(id)!;
       feed.stopClock();
       void engine.setIdle(id, true).catch(() => {});
-      sessions.set(id, {
-        release: () => {},
-        lost: () => ctx.closeSession(id),
-        detached: setTimeout(() => ctx.closeSession(id), DETACHED_SESSION_MS),
-      });
+      const ends = setTimeout(() => ctx.closeSession(id), DETACHED_SESSION_MS);
+      ends.unref();
+      sessions.set(id, { release: () => {}, lost: () => ctx.closeSession(id), detached: ends });
     },
     closeSession(id: string): void {
       const session = sessions.get(id);
@@ -497,6 +495,8 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
         metricsTarget?.remove();
         // Sessions' last state to the store, and out of the registry: their clients resume elsewhere.
         await cluster?.handOver();
+        // Sessions waiting for their client end here (their state stays in the store, for a resume elsewhere).
+        for (const [id, s] of sessions) if (s.detached) ctx.closeSession(id);
         for (const c of channels.values()) c.close();
         const httpClosed = new Promise<void>((r) => http.close(() => r()));
         for (const c of connections) c.close(new ProtocolError('shutting_down'));
