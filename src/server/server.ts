@@ -209,17 +209,20 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
           // unless another worker took it up meanwhile (then this copy goes).
           const found = await cluster.lookup(handle);
           if (!found?.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
-          const local = sessions.get(id);
           if (found.owner !== cluster.workerId) ctx.closeSession(id);
-          else if (local?.detached) {
-            clearTimeout(local.detached);
-            sessions.set(id, { release, lost });
-            const feed = feeds.get(id)!;
-            feed.startClock();
+          else if (sessions.get(id)?.detached) {
             await engine.setIdle(id, false);
-            metrics.sessionsResumed.inc();
-            log.info({ stream: id }, 'session taken up again by a new connection');
-            return { feed, resume: handle };
+            const local = sessions.get(id);
+            // Still waiting after that await (its wait may have run out meanwhile: then it is gone).
+            if (local?.detached) {
+              clearTimeout(local.detached);
+              sessions.set(id, { release, lost });
+              const feed = feeds.get(id)!;
+              feed.startClock();
+              metrics.sessionsResumed.inc();
+              log.info({ stream: id }, 'session taken up again by a new connection');
+              return { feed, resume: handle };
+            }
           }
         }
       } catch (err) {
