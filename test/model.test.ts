@@ -1,9 +1,11 @@
 // The model layer against ../shared/fixtures/musicgen-tiny: reference outputs of the Hugging Face
 // implementation for every stage, matched through the compiled graphs and the ModelBundle API.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Checkpoint } from '../src/models/checkpoint.ts';
+import { compileModel, GRAPH_NAMES } from '../src/models/compile.ts';
 import { relativeBucket } from '../src/models/graphs/text-encoder.ts';
 import { KvWindow } from '../src/models/kv-window.ts';
 import { ModelBundle } from '../src/models/model-bundle.ts';
@@ -232,6 +234,33 @@ describe('greedy generation with guidance', () => {
 });
 
 describe('compiled-graph cache', () => {
+  it('an entry another process puts in place while this one builds is kept, and this build is dropped', () => {
+    const root = mkdtempSync(join(tmpdir(), 'riverrun-race-'));
+    try {
+      let theirs = '';
+      const built = compileModel(Checkpoint.open(FIXTURE_DIR), {
+        precision: 'fp32',
+        cacheDir: root,
+        // As the last graph is done, another worker of the machine finishes the same entry first.
+        onProgress: (m) => {
+          if (!m.startsWith('compiled codec_encoder')) return;
+          const key = readdirSync(root)
+            .find((f) => f.includes('.tmp-'))!
+            .split('.tmp-')[0]!;
+          theirs = join(root, key);
+          mkdirSync(theirs);
+          for (const n of GRAPH_NAMES) writeFileSync(join(theirs, `${n}.onnx`), 'theirs');
+          writeFileSync(join(theirs, 'complete'), '');
+        },
+      });
+      expect(built.dir).toBe(theirs);
+      expect(readFileSync(join(theirs, 'decoder.onnx'), 'utf8')).toBe('theirs');
+      expect(readdirSync(root)).toEqual([theirs.split('/').pop()]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('a second load uses the cache', async () => {
     const messages: string[] = [];
     const again = await ModelBundle.load(FIXTURE_DIR, { cacheDir, threads: 1, log: (m) => messages.push(m) });

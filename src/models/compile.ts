@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { defaultCacheRoot } from './cache-root.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { buildDecoder } from './graphs/decoder.ts';
@@ -42,7 +43,8 @@ export function compileModel(checkpoint: Checkpoint, options: CompileOptions): C
 
   const log = options.onProgress ?? (() => {});
   // Build into a private directory and rename it into place, so a crash never leaves a half cache entry.
-  const tmp = `${dir}.tmp-${process.pid}`;
+  // Several processes (the workers of a cluster on one machine) may build the same entry at once.
+  const tmp = `${dir}.tmp-${process.pid}-${threadId}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   const weights = checkpoint.openWeights();
@@ -65,8 +67,8 @@ export function compileModel(checkpoint: Checkpoint, options: CompileOptions): C
       JSON.stringify({ checkpoint: checkpoint.dir, precision: options.precision, graphVersion: GRAPH_VERSION }, null, 2),
     );
     writeFileSync(join(tmp, 'complete'), '');
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    // Another process put the same entry in place first: its graphs are ours, and it may be using them.
+    if (!placeEntry(tmp, dir)) rmSync(tmp, { recursive: true, force: true });
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
@@ -74,4 +76,20 @@ export function compileModel(checkpoint: Checkpoint, options: CompileOptions): C
     weights.close();
   }
   return { dir, paths, cached: false };
+}
+
+/** Renames a built entry into place; false if a complete one is there already (built by another process). */
+function placeEntry(tmp: string, dir: string): boolean {
+  for (let attempt = 0; ; attempt++) {
+    if (existsSync(join(dir, 'complete'))) return false;
+    try {
+      renameSync(tmp, dir);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || attempt > 0) throw err;
+      // A directory without its marker: what a crash of an older version left. Replace it.
+      if (!existsSync(join(dir, 'complete'))) rmSync(dir, { recursive: true, force: true });
+    }
+  }
 }
