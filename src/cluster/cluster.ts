@@ -172,13 +172,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
    * wrong token, in use) or busy (Redis unreachable).
    */
   async takeOver(handle: ResumeHandle, heldHere: (id: string) => boolean): Promise<StoredStream & { resume: ResumeHandle }> {
-    if (!this.storeUp) throw new ProtocolError('busy', 'sessions cannot be resumed now: the cluster store (Redis) is unreachable');
     const { session: id, token } = handle;
-    const found = await this.store.lookup(id, token);
-    if (!found?.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
-    const inUse = found.owner === this.workerId ? heldHere(id) : await holdsStream(this.redis, found.owner, id);
+    const owner = await this.ownerOf(handle);
+    const inUse = owner === this.workerId ? heldHere(id) : await holdsStream(this.redis, owner, id);
     if (inUse) throw new ProtocolError('no_session', 'the session is in use on another connection');
-    const claim = await this.store.claim(id, found.owner);
+    const claim = await this.store.claim(id, owner);
     if (claim.kind !== 'claimed')
       throw new ProtocolError(
         'no_session',
@@ -188,15 +186,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return { ...claim.stream, resume: handle };
   }
 
-  /** The session's owner in the store and whether `token` is its resume token; null if it is not stored. */
-  async lookup(handle: ResumeHandle): Promise<{ owner: string; tokenMatches: boolean } | null> {
+  /** The session's owner in the store; throws ProtocolError busy (Redis unreachable) or no_session (unknown, wrong token). */
+  async ownerOf(handle: ResumeHandle): Promise<string> {
     if (!this.storeUp) throw new ProtocolError('busy', 'sessions cannot be resumed now: the cluster store (Redis) is unreachable');
-    return this.store.lookup(handle.session, handle.token);
-  }
-
-  /** Ids of every session whose state the store holds (any worker's). */
-  storedStreams(): Promise<string[]> {
-    return this.store.ids();
+    const found = await this.store.lookup(handle.session, handle.token);
+    if (!found?.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
+    return found.owner;
   }
 
   /**

@@ -99,16 +99,4 @@ export class StreamStore {
   async remove(id: string): Promise<void> {
     await this.redis.eval(REMOVE, 1, streamKey(id), this.workerId);
   }
-
-  /** Ids of every stream stored (for operators and tests; SCAN, so it does not block Redis). */
-  async ids(): Promise<string[]> {
-    const ids: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', streamKey('*'), 'COUNT', 500);
-      cursor = next;
-      for (const k of keys) ids.push(k.slice(streamKey('').length));
-    } while (cursor !== '0');
-    return ids;
-  }
 }

@@ -201,15 +201,13 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
     },
     async resumeSession(handle: ResumeHandle, ticket: Ticket, lost: () => void): Promise<OpenedSession> {
       if (!cluster) throw new ProtocolError('no_session', 'this server is not part of a cluster: a session ends with its connection');
+      const id = handle.session;
       const release = ticket.reserveSession();
       try {
-        const id = handle.session;
         if (sessions.get(id)?.detached) {
           // Still here, waiting since its connection dropped: the new connection takes it as it stands,
           // unless another worker took it up meanwhile (then this copy goes).
-          const found = await cluster.lookup(handle);
-          if (!found?.tokenMatches) throw new ProtocolError('no_session', 'no session has this id and token (it ended or expired)');
-          if (found.owner !== cluster.workerId) ctx.closeSession(id);
+          if ((await cluster.ownerOf(handle)) !== cluster.workerId) ctx.closeSession(id);
           else if (sessions.get(id)?.detached) {
             await engine.setIdle(id, false);
             const local = sessions.get(id);
@@ -231,12 +229,11 @@ export async function startServer(config: ServerConfig, { log, cacheDir }: Start
       }
       let stored: Awaited<ReturnType<Cluster['takeOver']>>;
       try {
-        stored = await cluster.takeOver(handle, (id) => sessions.has(id));
+        stored = await cluster.takeOver(handle, (held) => sessions.has(held));
       } catch (err) {
         release();
         throw err;
       }
-      const id = handle.session;
       const { spec, controls } = stored.snapshot;
       // The listener's buffer ran down since the state was written (unless nothing was playing).
       if (spec.resume && (spec.state ?? 'playing') === 'playing' && !spec.idle)
