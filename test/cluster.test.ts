@@ -154,9 +154,10 @@ async function ownerOf(session: string): Promise<WorkerInfo> {
 
 /**
  * Checks the sessions' audio across their last drop (their last two connections) and returns the first
- * audio's delay after `droppedAt` and a player's stall (ms).
+ * audio's delay after `droppedAt` and a player's stall (ms). `again`: how many packets the client may get
+ * a second time (a stream taken from the store: those sent after its state's last write, at most a batch).
  */
-function checkResumed(moved: SessionClient[], droppedAt: number): { gaps: number[]; stalls: number[] } {
+function checkResumed(moved: SessionClient[], droppedAt: number, again = 30): { gaps: number[]; stalls: number[] } {
   const gaps: number[] = [];
   const stalls: number[] = [];
   for (const c of moved) {
@@ -166,8 +167,8 @@ function checkResumed(moved: SessionClient[], droppedAt: number): { gaps: number
     expect(after.length).toBeGreaterThan(0);
     const last = before[before.length - 1]!;
     const lastSeq = last.seq + last.packets - 1;
-    // seq goes on from where the stream's state was last written: at most one batch of packets again.
-    expect(after[0]!.seq).toBeGreaterThan(lastSeq - 30);
+    // seq goes on from where the stream stood: at most `again` packets a second time.
+    expect(after[0]!.seq).toBeGreaterThan(lastSeq - again);
     expect(after[0]!.seq).toBeLessThanOrEqual(lastSeq + 1);
     for (const a of after) expect(a.pts).toBe(a.seq * 960);
     gaps.push(after[0]!.at - droppedAt);
@@ -278,7 +279,9 @@ describe('a cluster of 4 workers behind HAProxy', () => {
     await eventually('the session detached', async () => (await held(owner)).detached.includes(c.resume.session), 5000);
     expect(await c.comeBack()).toMatchObject({ type: 'setup_complete', resumed: true, resume: c.resume });
     await new Promise((r) => setTimeout(r, 2000));
-    const { gaps } = checkResumed([c], droppedAt);
+    // Taken up on its worker, the session's feed sends the audio not yet due at the drop again (it may
+    // have been lost with the connection): up to the lead, 1.5 s = 75 packets.
+    const { gaps } = checkResumed([c], droppedAt, 76);
     const fromOpen = c.audio.find((a) => a.connection === c.connections.length - 1)!.at - c.back.open;
     console.log(`dropped connection: audio again ${ms(gaps)} ms after the drop, ${fromOpen.toFixed(0)} ms after the new socket opened`);
     // Held once, attached, by one worker.
